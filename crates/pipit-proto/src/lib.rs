@@ -1,0 +1,8 @@
+//! Sans-IO XMPP protocol core for Pipit.
+//!
+//! Nothing in this crate touches a socket, a clock or a random number generator:
+//! bytes go in, bytes and events come out, and time and randomness are passed in
+//! by the driver (the tokio server in `pipit-server`, or a test).
+
+pub mod sasl;
+pub mod xml;

@@ -1,0 +1,1 @@
+//! Pipit storage.
