@@ -4,5 +4,10 @@
 //! bytes go in, bytes and events come out, and time and randomness are passed in
 //! by the driver (the tokio server in `pipit-server`, or a test).
 
+pub mod error;
+pub mod jid;
+pub mod random;
 pub mod sasl;
+pub mod server;
+pub mod stanza;
 pub mod xml;

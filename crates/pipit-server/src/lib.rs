@@ -1,1 +1,23 @@
-//! placeholder
+//! The Pipit XMPP server: tokio listeners and sessions that drive the sans-IO core
+//! in `pipit-proto`, a session router, and the IM rules of RFC 6121.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pipit_server::ServerError> {
+//! use pipit_server::{Config, Server, Settings};
+//! let server = Server::bind(Config::resolve(Settings::default())?).await?;
+//! println!("c2s on {}", server.c2s_addr());
+//! server.run(std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod error;
+mod im;
+pub mod router;
+mod server;
+mod session;
+pub mod tls;
+
+pub use config::{Config, Settings};
+pub use error::ServerError;
+pub use server::{Context, Server};

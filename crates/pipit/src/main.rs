@@ -1,1 +1,171 @@
-fn main() {}
+//! `pipit`: run the server and manage its accounts.
+
+mod user;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use pipit_server::{Config, Server, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "pipit",
+    version,
+    about = "An XMPP server whose logins take the fewest round trips the network allows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Manage accounts (works while the server runs).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
+}
+
+/// Settings shared by every command; each overrides the `--config` file.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file; flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the database and the generated certificate [default: pipit-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A domain to serve; repeat for virtual hosts [default: localhost].
+    #[arg(long = "domain", value_name = "NAME")]
+    domains: Vec<String>,
+    /// STARTTLS c2s listener [default: 127.0.0.1:5222]; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    c2s_addr: Option<SocketAddr>,
+    /// Direct TLS (XEP-0368) listener [default: 127.0.0.1:5223].
+    #[arg(long, value_name = "ADDR")]
+    direct_tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain (with --key) instead of the generated self-signed one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// postgres:// URL or SQLite file [default: DATA_DIR/pipit.sqlite3].
+    #[arg(long, value_name = "URL|PATH")]
+    database: Option<String>,
+    /// What a second login with the same resource does: replace, refuse or rename.
+    #[arg(long, value_name = "POLICY")]
+    conflict_policy: Option<String>,
+    /// PBKDF2 iterations for new SCRAM credentials [default: 4096].
+    #[arg(long, value_name = "N")]
+    scram_iterations: Option<u32>,
+    /// Largest stanza accepted, in bytes [default: 262144].
+    #[arg(long, value_name = "BYTES")]
+    max_stanza_bytes: Option<usize>,
+    /// Seconds from connect to bound resource before the server gives up [default: 60].
+    #[arg(long, value_name = "SECS")]
+    login_timeout_secs: Option<u64>,
+}
+
+impl ConfigArgs {
+    /// The file (if any) with these flags laid over it, resolved.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        let flags = Settings {
+            data_dir: self.data_dir.clone(),
+            domains: (!self.domains.is_empty()).then(|| self.domains.clone()),
+            c2s_addr: self.c2s_addr,
+            direct_tls_addr: self.direct_tls_addr,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            database: self.database.clone(),
+            conflict_policy: self.conflict_policy.clone(),
+            scram_iterations: self.scram_iterations,
+            max_stanza_bytes: self.max_stanza_bytes,
+            login_timeout_secs: self.login_timeout_secs,
+        };
+        Ok(Config::resolve(file.merge(flags))?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::User { command } => user::run(command).await,
+        }
+    })
+}
+
+async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let data_dir = config.data_dir.clone();
+    let domains = config.domains.clone();
+    let database = config.database.clone();
+    let self_signed = config.cert.is_none();
+    let server = Server::bind(config).await?;
+    println!(
+        "pipit {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        domains.join(", ")
+    );
+    println!(
+        "  c2s (STARTTLS, TLS required before auth): {}",
+        server.c2s_addr()
+    );
+    println!(
+        "  Direct TLS (XEP-0368):                    {}",
+        server.direct_tls_addr()
+    );
+    println!("  database:                                 {database}");
+    if self_signed {
+        println!(
+            "  certificate: self-signed, in {}",
+            data_dir.join("tls").display()
+        );
+    }
+    println!(
+        "Add a user: pipit user add alice@{} --data-dir {}",
+        domains[0],
+        data_dir.display()
+    );
+    println!(
+        "listening c2s={} direct-tls={}",
+        server.c2s_addr(),
+        server.direct_tls_addr()
+    );
+    server.run(shutdown_signal()).await;
+    println!("pipit stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

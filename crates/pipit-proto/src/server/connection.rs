@@ -1,0 +1,726 @@
+//! One client-to-server connection, as a sans-IO state machine.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::error::StreamError;
+use crate::jid::{Jid, prep_domain, prep_local, prep_resource};
+use crate::random::Random;
+use crate::sasl::{
+    ChannelBindingInfo, Mechanism, SaslError, ServerSession, Step, StoredCredentials,
+};
+use crate::server::config::ServerConfig;
+use crate::server::features::{self, Stage};
+use crate::server::transport::{TlsInfo, Transport};
+use crate::stanza::{StanzaError, error_reply, is_stanza};
+use crate::xml::{Element, StreamEvent, StreamHeader, StreamParser, escape_attr_value, ns};
+
+/// Which listener the connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Plaintext first; TLS through `<starttls/>` (RFC 6120 §5), required before auth.
+    StartTls,
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+}
+
+/// What the core asks of, or tells, its driver.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Look up the credentials of `username@domain` and answer with
+    /// [`ServerConnection::provide_credentials`]. Input is held until then.
+    NeedCredentials {
+        /// The prepared localpart.
+        username: String,
+        /// The stream's domain.
+        domain: String,
+    },
+    /// SASL succeeded for `jid` (bare).
+    Authenticated {
+        /// The account.
+        jid: Jid,
+        /// The mechanism used.
+        mechanism: Mechanism,
+    },
+    /// The client asks to bind a resource (`None`: the server picks). Answer with
+    /// [`ServerConnection::complete_bind`]; input is held until then.
+    BindRequest {
+        /// The authenticated account.
+        jid: Jid,
+        /// The prepared resource the client asked for.
+        resource: Option<String>,
+    },
+    /// A stanza from the bound session, `from` stamped with its full JID, for routing.
+    Stanza(Element),
+    /// The stream is over: flush the output, then close the socket.
+    Closed {
+        /// Why, when it ended with an error.
+        error: Option<StreamError>,
+    },
+}
+
+/// Where the stream negotiation stands.
+enum State {
+    /// Waiting for the client's stream header (initial or after a restart).
+    AwaitHeader,
+    /// Stream open and features sent.
+    Open,
+    /// A SASL exchange waits for the driver's credentials lookup.
+    SaslCredentials(SaslExchange),
+    /// A SASL exchange waits for the client's `<response/>`.
+    SaslChallenge(SaslExchange),
+    /// A bind request waits for the driver's decision.
+    Binding {
+        /// The id of the bind iq, for the answer.
+        id: String,
+    },
+    /// Finished; input is ignored.
+    Closed,
+}
+
+struct SaslExchange {
+    session: ServerSession,
+    mechanism: Mechanism,
+    username: String,
+}
+
+/// The server side of one c2s connection: bytes in, bytes and [`Event`]s out.
+///
+/// Call order for the driver:
+/// 1. [`handle_input`](Self::handle_input) with every read from the socket;
+/// 2. drain [`poll_event`](Self::poll_event), answering `NeedCredentials` and
+///    `BindRequest` (which may produce more events), routing `Stanza`s;
+/// 3. write [`take_output`](Self::take_output) to the socket in one write, so one
+///    client flight gets one server flight (DESIGN.md §4);
+/// 4. on `Closed`, write the output and close the socket.
+///
+/// Stanzas routed to this session go in with [`send_stanza`](Self::send_stanza).
+pub struct ServerConnection {
+    config: Arc<ServerConfig>,
+    random: Box<dyn Random>,
+    transport: Transport,
+    parser: StreamParser,
+    state: State,
+    /// The domain of the first stream; restarts must keep it.
+    domain: Option<String>,
+    authenticated: Option<Jid>,
+    bound: Option<Jid>,
+    /// Our stream header has been sent for the current stream.
+    header_sent: bool,
+    /// The last SASL attempt failed and no stream has been opened since: a stream
+    /// header arriving inside the stream is the client's pipelined restart (rule 5).
+    restart_after_failure: bool,
+    out: Vec<u8>,
+    events: VecDeque<Event>,
+}
+
+impl ServerConnection {
+    /// A new connection accepted on `listener`.
+    pub fn new(config: Arc<ServerConfig>, listener: Listener, random: Box<dyn Random>) -> Self {
+        let parser = StreamParser::new(config.limits.clone());
+        let mut conn = ServerConnection {
+            transport: Transport::Plain,
+            config,
+            random,
+            parser,
+            state: State::AwaitHeader,
+            domain: None,
+            authenticated: None,
+            bound: None,
+            header_sent: false,
+            restart_after_failure: false,
+            out: Vec::new(),
+            events: VecDeque::new(),
+        };
+        if listener == Listener::DirectTls {
+            match Transport::tls(&conn.config.tls) {
+                Ok(tls) => conn.transport = tls,
+                Err(e) => conn.fail(StreamError::Tls(e)),
+            }
+        }
+        conn
+    }
+
+    /// Feeds bytes read from the socket and processes everything they complete.
+    pub fn handle_input(&mut self, data: &[u8]) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        self.receive(data);
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// The socket reached end of file.
+    pub fn handle_eof(&mut self) {
+        if !matches!(self.state, State::Closed) {
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed { error: None });
+        }
+    }
+
+    /// The driver's login deadline passed: a client that is not bound by now gets
+    /// `<connection-timeout/>` (RFC 6120 §4.9.3.4).
+    pub fn handle_timeout(&mut self) {
+        if self.bound.is_none() && !matches!(self.state, State::Closed) {
+            self.fail(StreamError::ConnectionTimeout);
+        }
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the socket.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether output is waiting.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Answers [`Event::NeedCredentials`]: `None` for no such account.
+    pub fn provide_credentials(&mut self, credentials: Option<StoredCredentials>) {
+        let State::SaslCredentials(mut exchange) = std::mem::replace(&mut self.state, State::Open)
+        else {
+            return;
+        };
+        let nonce = self.nonce();
+        let step = exchange.session.credentials(credentials.as_ref(), &nonce);
+        self.sasl_continue(exchange, step);
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// Answers [`Event::BindRequest`] with the full JID bound, or the stanza error
+    /// (`conflict` under the refuse policy).
+    pub fn complete_bind(&mut self, result: Result<Jid, StanzaError>) {
+        let State::Binding { id } = std::mem::replace(&mut self.state, State::Open) else {
+            return;
+        };
+        let request = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", id.clone());
+        match result {
+            Ok(jid) => {
+                let bind = Element::new("bind", ns::BIND)
+                    .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
+                let reply = Element::new("iq", ns::CLIENT)
+                    .with_attr("type", "result")
+                    .with_attr("id", id)
+                    .with_child(bind);
+                self.bound = Some(jid);
+                self.write_element(&reply);
+            }
+            Err(error) => {
+                if let Some(reply) = error_reply(&request, error) {
+                    self.write_element(&reply);
+                }
+            }
+        }
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// Sends a stanza routed to this session. Returns false once the stream is closed.
+    pub fn send_stanza(&mut self, stanza: &Element) -> bool {
+        if matches!(self.state, State::Closed) {
+            return false;
+        }
+        self.write_element(stanza);
+        self.transport.flush(&mut self.out);
+        true
+    }
+
+    /// Closes the stream, with a stream error if given (`conflict`, `system-shutdown`).
+    pub fn close(&mut self, error: Option<StreamError>) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        match error {
+            Some(error) => self.fail(error),
+            None => {
+                self.write(b"</stream:stream>");
+                self.transport.close(&mut self.out);
+                self.state = State::Closed;
+                self.events.push_back(Event::Closed { error: None });
+            }
+        }
+    }
+
+    /// The full JID, once bound.
+    pub fn jid(&self) -> Option<&Jid> {
+        self.bound.as_ref()
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// TLS facts, once the handshake is done.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.transport.info()
+    }
+
+    fn receive(&mut self, data: &[u8]) {
+        match self.transport.receive(data) {
+            Ok(received) => {
+                self.parser.feed(&received.plaintext);
+                if received.peer_closed {
+                    self.process();
+                    self.handle_eof();
+                }
+            }
+            Err(e) => self.fail(StreamError::Tls(e)),
+        }
+    }
+
+    /// Parses and acts on every complete event, until input runs out or the driver
+    /// must answer first.
+    fn process(&mut self) {
+        loop {
+            if matches!(
+                self.state,
+                State::SaslCredentials(_) | State::Binding { .. } | State::Closed
+            ) {
+                return;
+            }
+            let result = match self.parser.next_event() {
+                Ok(None) => return,
+                Ok(Some(event)) => self.handle_event(event),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = result {
+                self.fail(e);
+                return;
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: StreamEvent) -> Result<(), StreamError> {
+        match event {
+            StreamEvent::Open(header) => {
+                let restart = header.nested
+                    && self.restart_after_failure
+                    && matches!(self.state, State::Open);
+                if !header.nested && matches!(self.state, State::AwaitHeader) || restart {
+                    self.open_stream(&header)
+                } else {
+                    Err(StreamError::PolicyViolation(
+                        "stream header inside an open stream".into(),
+                    ))
+                }
+            }
+            StreamEvent::Close => {
+                self.close(None);
+                Ok(())
+            }
+            StreamEvent::Element(el) => match self.state {
+                State::AwaitHeader => Err(StreamError::PolicyViolation(
+                    "expected a stream header".into(),
+                )),
+                _ => self.handle_element(el),
+            },
+        }
+    }
+
+    /// RFC 6120 §4.7: checks the client's stream header and answers with ours and
+    /// the features of this stage.
+    fn open_stream(&mut self, header: &StreamHeader) -> Result<(), StreamError> {
+        if header.ns != ns::STREAM {
+            return Err(StreamError::InvalidNamespace(header.ns.clone()));
+        }
+        if header.default_ns.as_deref() != Some(ns::CLIENT) {
+            return Err(StreamError::InvalidNamespace(
+                header.default_ns.clone().unwrap_or_default(),
+            ));
+        }
+        // RFC 6120 §4.7.5: we speak 1.x only; no version means a pre-1.0 client.
+        let major = header.attr("version").and_then(|v| v.split('.').next());
+        if major.map(str::trim) != Some("1") {
+            return Err(StreamError::UnsupportedVersion);
+        }
+        let domain = match header.attr("to") {
+            Some(to) => prep_domain(to).map_err(|_| StreamError::HostUnknown(to.into()))?,
+            None => self.default_domain(),
+        };
+        if !self.config.serves(&domain) || self.domain.as_ref().is_some_and(|d| *d != domain) {
+            return Err(StreamError::HostUnknown(domain));
+        }
+        self.domain = Some(domain);
+        let peer = header.attr("from").and_then(|f| Jid::parse(f).ok());
+        self.write_header(peer.as_ref());
+        self.restart_after_failure = false;
+        self.state = State::Open;
+        let channel_bindings: Vec<_> = self
+            .transport
+            .channel_bindings(self.config.end_point_hash.as_deref())
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        let stage = if !self.transport.is_tls() {
+            Stage::PreTls
+        } else if self.authenticated.is_none() {
+            Stage::Auth {
+                channel_bindings: &channel_bindings,
+            }
+        } else {
+            Stage::Bind {
+                policy: self.config.conflict_policy,
+            }
+        };
+        let features = features::features(stage);
+        self.write_stream_level(&features);
+        Ok(())
+    }
+
+    fn handle_element(&mut self, el: Element) -> Result<(), StreamError> {
+        match (el.ns(), el.name()) {
+            (ns::TLS, "starttls") => self.starttls(),
+            (ns::SASL, "auth") => self.auth(&el),
+            (ns::SASL, "response") => self.sasl_response(&el),
+            (ns::SASL, "abort") => {
+                self.state = State::Open;
+                self.sasl_failure(SaslError::Aborted);
+                Ok(())
+            }
+            _ if is_stanza(&el) => self.stanza(el),
+            (ns, name) => Err(StreamError::UnsupportedStanzaType(format!(
+                "{{{ns}}}{name}"
+            ))),
+        }
+    }
+
+    /// RFC 6120 §5.4.2.3: `<proceed/>`, then TLS. The bytes after `<starttls/>` are
+    /// the start of the ClientHello (stunt buffering, DESIGN.md rule 3): they go to
+    /// rustls and never to an XML parser.
+    fn starttls(&mut self) -> Result<(), StreamError> {
+        if self.transport.is_tls() {
+            return Err(StreamError::PolicyViolation("TLS is already active".into()));
+        }
+        self.write_element_in(&Element::new("proceed", ns::TLS), ns::STREAM);
+        let early = self.parser.take_unparsed();
+        self.transport = Transport::tls(&self.config.tls).map_err(StreamError::Tls)?;
+        self.parser = StreamParser::new(self.config.limits.clone());
+        self.state = State::AwaitHeader;
+        self.header_sent = false;
+        self.receive(&early);
+        Ok(())
+    }
+
+    /// RFC 6120 §6.4.2: the client picks a mechanism.
+    fn auth(&mut self, el: &Element) -> Result<(), StreamError> {
+        if self.authenticated.is_some() {
+            return Err(StreamError::PolicyViolation("already authenticated".into()));
+        }
+        if !matches!(self.state, State::Open) {
+            self.state = State::Open;
+            self.sasl_failure(SaslError::MalformedRequest("exchange in progress".into()));
+            return Ok(());
+        }
+        if !self.transport.is_tls() {
+            // RFC 6120 §6.5.3: no authentication before TLS, on either port.
+            self.write_element_in(&sasl_failure_element("encryption-required"), ns::STREAM);
+            return Ok(());
+        }
+        let bindings = self
+            .transport
+            .channel_bindings(self.config.end_point_hash.as_deref());
+        let offered: Vec<_> = bindings.iter().map(|(t, _)| *t).collect();
+        let Some(mechanism) = el
+            .attr("mechanism")
+            .and_then(Mechanism::from_name)
+            .filter(|m| features::offered_mechanisms(&offered).contains(m))
+        else {
+            self.sasl_failure(SaslError::InvalidMechanism);
+            return Ok(());
+        };
+        let initial = match decode_sasl_payload(&el.text()) {
+            Ok(initial) => initial,
+            Err(e) => {
+                self.sasl_failure(e);
+                return Ok(());
+            }
+        };
+        let cb = ChannelBindingInfo {
+            plus_advertised: !offered.is_empty(),
+            data: bindings,
+        };
+        match ServerSession::start(mechanism, initial.as_deref(), &cb) {
+            Ok((mut session, step)) => {
+                session.set_decoy_secret(&self.config.decoy_secret, self.config.scram_iterations);
+                let exchange = SaslExchange {
+                    session,
+                    mechanism,
+                    username: String::new(),
+                };
+                self.sasl_continue(exchange, Ok(step));
+            }
+            Err(e) => self.sasl_failure(e),
+        }
+        Ok(())
+    }
+
+    fn sasl_response(&mut self, el: &Element) -> Result<(), StreamError> {
+        let State::SaslChallenge(mut exchange) = std::mem::replace(&mut self.state, State::Open)
+        else {
+            self.sasl_failure(SaslError::MalformedRequest(
+                "no exchange in progress".into(),
+            ));
+            return Ok(());
+        };
+        let step = match decode_sasl_payload(&el.text()) {
+            Ok(data) => exchange.session.respond(&data.unwrap_or_default()),
+            Err(e) => Err(e),
+        };
+        self.sasl_continue(exchange, step);
+        Ok(())
+    }
+
+    /// Acts on one SASL step: a challenge to send, credentials to fetch, or the end.
+    fn sasl_continue(&mut self, mut exchange: SaslExchange, step: Result<Step, SaslError>) {
+        let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
+        match step {
+            Ok(Step::Challenge(data)) => {
+                let challenge =
+                    Element::new("challenge", ns::SASL).with_text(encode_sasl_payload(&data));
+                self.write_element_in(&challenge, ns::STREAM);
+                self.state = State::SaslChallenge(exchange);
+            }
+            Ok(Step::NeedCredentials { username, authzid }) => {
+                let Ok(username) = prep_local(&username) else {
+                    // No account can have this name; fail as for a wrong password.
+                    let nonce = self.nonce();
+                    let step = exchange.session.credentials(None, &nonce);
+                    return self.sasl_continue(exchange, step);
+                };
+                // RFC 6120 §6.4.6: an authzid must be the account's own bare JID.
+                let own = Jid::bare(&username, &domain).ok();
+                if let Some(authzid) = authzid {
+                    if Jid::parse(&authzid).ok() != own {
+                        self.state = State::Open;
+                        return self.sasl_failure(SaslError::InvalidAuthzid);
+                    }
+                }
+                exchange.username = username.clone();
+                self.events
+                    .push_back(Event::NeedCredentials { username, domain });
+                self.state = State::SaslCredentials(exchange);
+            }
+            Ok(Step::Success { additional_data }) => {
+                let Ok(jid) = Jid::bare(&exchange.username, &domain) else {
+                    self.state = State::Open;
+                    return self.sasl_failure(SaslError::NotAuthorized);
+                };
+                let text = additional_data
+                    .as_deref()
+                    .map(encode_sasl_payload)
+                    .unwrap_or_default();
+                self.write_element_in(
+                    &Element::new("success", ns::SASL).with_text(text),
+                    ns::STREAM,
+                );
+                self.events.push_back(Event::Authenticated {
+                    jid: jid.clone(),
+                    mechanism: exchange.mechanism,
+                });
+                self.authenticated = Some(jid);
+                self.restart();
+            }
+            Err(e) => {
+                self.state = State::Open;
+                self.sasl_failure(e);
+            }
+        }
+    }
+
+    /// RFC 6120 §6.4.5: `<failure/>`. The client may retry on this stream; if it had
+    /// pipelined a restart, that header is taken as a restart of the unauthenticated
+    /// stream (DESIGN.md rule 5).
+    fn sasl_failure(&mut self, error: SaslError) {
+        self.write_element_in(&sasl_failure_element(error.condition()), ns::STREAM);
+        self.restart_after_failure = true;
+    }
+
+    /// A stream restart: the bytes after the element that caused it go to a fresh
+    /// parser, where the client's new stream header may already be waiting (rule 4).
+    fn restart(&mut self) {
+        let rest = self.parser.take_unparsed();
+        self.parser = StreamParser::new(self.config.limits.clone());
+        self.parser.feed(&rest);
+        self.state = State::AwaitHeader;
+        self.header_sent = false;
+    }
+
+    fn stanza(&mut self, mut el: Element) -> Result<(), StreamError> {
+        let Some(bound) = self.bound.clone() else {
+            if self.authenticated.is_some() && is_bind_request(&el) {
+                return Ok(self.bind(&el));
+            }
+            // Not executed: before authentication (or binding) a stanza only earns a
+            // `not-authorized` error (RFC 6120 §8.3.3.12; DESIGN.md rule 5).
+            if let Some(reply) = error_reply(&el, StanzaError::NotAuthorized) {
+                self.write_element(&reply);
+            }
+            return Ok(());
+        };
+        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only name itself.
+        if let Some(from) = el.attr("from") {
+            match Jid::parse(from) {
+                Ok(jid) if jid == bound || jid == bound.to_bare() => {}
+                _ => return Err(StreamError::InvalidFrom),
+            }
+        }
+        el.set_attr("from", bound.to_string());
+        if let Some(to) = el.attr("to") {
+            if Jid::parse(to).is_err() {
+                if let Some(reply) = error_reply(&el, StanzaError::JidMalformed) {
+                    self.write_element(&reply);
+                }
+                return Ok(());
+            }
+        }
+        self.events.push_back(Event::Stanza(el));
+        Ok(())
+    }
+
+    /// RFC 6120 §7.6: a bind request; the driver decides on the resource.
+    fn bind(&mut self, iq: &Element) {
+        let id = iq.attr("id").unwrap_or_default().to_string();
+        let requested = iq
+            .get_child("bind", ns::BIND)
+            .and_then(|b| b.get_child("resource", ns::BIND))
+            .map(|r| r.text())
+            .filter(|r| !r.is_empty());
+        let resource = match requested.map(|r| prep_resource(&r)).transpose() {
+            Ok(resource) => resource,
+            Err(_) => {
+                if let Some(reply) = error_reply(iq, StanzaError::BadRequest) {
+                    self.write_element(&reply);
+                }
+                return;
+            }
+        };
+        let Some(jid) = self.authenticated.clone() else {
+            return;
+        };
+        self.events.push_back(Event::BindRequest { jid, resource });
+        self.state = State::Binding { id };
+    }
+
+    /// Ends the stream with an error: our header first if the client never got one
+    /// (RFC 6120 §4.9.1.1), then the error, then the close.
+    fn fail(&mut self, error: StreamError) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if let Some(condition) = error.condition() {
+            if !self.header_sent {
+                self.write_header(None);
+            }
+            let mut err = Element::new("error", ns::STREAM)
+                .with_child(Element::new(condition, ns::STREAM_ERRORS));
+            let text = error.to_string();
+            err.append_child(
+                Element::new("text", ns::STREAM_ERRORS)
+                    .with_attr("xml:lang", "en")
+                    .with_text(text),
+            );
+            self.write_stream_level(&err);
+            self.write(b"</stream:stream>");
+            self.transport.close(&mut self.out);
+        } else {
+            // A TLS failure: rustls has queued its alert; no XMPP can follow.
+            self.transport.flush(&mut self.out);
+        }
+        self.state = State::Closed;
+        self.events.push_back(Event::Closed { error: Some(error) });
+    }
+
+    fn write_header(&mut self, peer: Option<&Jid>) {
+        let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
+        let id = self.random.hex(16);
+        let mut header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' id='{id}' from='{}'",
+            ns::CLIENT,
+            ns::STREAM,
+            escape_attr_value(&domain),
+        );
+        if let Some(peer) = peer {
+            header.push_str(&format!(" to='{}'", escape_attr_value(&peer.to_string())));
+        }
+        header.push_str(" version='1.0' xml:lang='en'>");
+        self.write(header.as_bytes());
+        self.header_sent = true;
+    }
+
+    fn default_domain(&self) -> String {
+        self.config.domains.first().cloned().unwrap_or_default()
+    }
+
+    fn nonce(&mut self) -> String {
+        let mut bytes = [0u8; 18];
+        self.random.fill(&mut bytes);
+        BASE64.encode(bytes)
+    }
+
+    /// Writes an element of the streams namespace (`<stream:features/>`,
+    /// `<stream:error/>`) with the `stream:` prefix our header declares.
+    fn write_stream_level(&mut self, el: &Element) {
+        let mut bytes = format!("<stream:{}>", el.name()).into_bytes();
+        for child in el.children() {
+            child.write_to(&mut bytes, ns::STREAM);
+        }
+        bytes.extend_from_slice(format!("</stream:{}>", el.name()).as_bytes());
+        self.write(&bytes);
+    }
+
+    fn write_element(&mut self, el: &Element) {
+        self.write_element_in(el, ns::CLIENT);
+    }
+
+    fn write_element_in(&mut self, el: &Element, parent_ns: &str) {
+        let bytes = el.to_bytes(parent_ns);
+        self.write(&bytes);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.transport.send(bytes, &mut self.out);
+    }
+}
+
+fn is_bind_request(el: &Element) -> bool {
+    el.name() == "iq" && el.attr("type") == Some("set") && el.get_child("bind", ns::BIND).is_some()
+}
+
+fn sasl_failure_element(condition: &str) -> Element {
+    Element::new("failure", ns::SASL).with_child(Element::new(condition, ns::SASL))
+}
+
+/// RFC 6120 §6.4.2: no text is "no initial response", `=` is an empty one.
+fn decode_sasl_payload(text: &str) -> Result<Option<Vec<u8>>, SaslError> {
+    match text.trim() {
+        "" => Ok(None),
+        "=" => Ok(Some(Vec::new())),
+        b64 => BASE64
+            .decode(b64)
+            .map(Some)
+            .map_err(|_| SaslError::IncorrectEncoding),
+    }
+}
+
+fn encode_sasl_payload(data: &[u8]) -> String {
+    if data.is_empty() {
+        "=".into()
+    } else {
+        BASE64.encode(data)
+    }
+}

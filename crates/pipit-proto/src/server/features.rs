@@ -1,0 +1,77 @@
+//! The `<stream:features/>` the server offers at each stage of negotiation.
+
+use crate::sasl::{ChannelBindingType, Mechanism};
+use crate::server::config::ConflictPolicy;
+use crate::xml::{Element, ns};
+
+/// Our namespace for the resource policy announced inside the bind feature:
+/// `<resource-policy xmlns='urn:x-pipit:bind:0' conflict='replace|refuse|rename'/>`.
+/// A pipelining client reads it before it binds and so knows a priori what a
+/// conflicting resource will do (founding mail; DESIGN.md rule 6).
+pub const BIND_POLICY_NS: &str = "urn:x-pipit:bind:0";
+
+/// What the features depend on.
+pub(crate) enum Stage<'a> {
+    /// Before TLS on the STARTTLS port: only `<starttls/>`, and it is required.
+    PreTls,
+    /// TLS up, not authenticated: SASL mechanisms and channel-binding types.
+    Auth {
+        channel_bindings: &'a [ChannelBindingType],
+    },
+    /// Authenticated: resource binding, and the legacy session feature.
+    Bind { policy: ConflictPolicy },
+}
+
+/// The mechanisms offered: every SCRAM and PLAIN, and the -PLUS variants only where
+/// a channel-binding type is available (RFC 5802 §6).
+pub(crate) fn offered_mechanisms(channel_bindings: &[ChannelBindingType]) -> Vec<Mechanism> {
+    Mechanism::ALL
+        .into_iter()
+        .filter(|m| !m.is_plus() || !channel_bindings.is_empty())
+        .collect()
+}
+
+/// Builds the features element for `stage`.
+pub(crate) fn features(stage: Stage<'_>) -> Element {
+    let mut features = Element::new("features", ns::STREAM);
+    match stage {
+        Stage::PreTls => {
+            // RFC 6120 §5.3.1: TLS is mandatory-to-negotiate here.
+            features.append_child(
+                Element::new("starttls", ns::TLS).with_child(Element::new("required", ns::TLS)),
+            );
+        }
+        Stage::Auth { channel_bindings } => {
+            let mut mechanisms = Element::new("mechanisms", ns::SASL);
+            for mech in offered_mechanisms(channel_bindings) {
+                mechanisms.append_child(Element::new("mechanism", ns::SASL).with_text(mech.name()));
+            }
+            features.append_child(mechanisms);
+            if !channel_bindings.is_empty() {
+                // XEP-0440 §3: advertise the channel-binding types we support.
+                let mut cb = Element::new("sasl-channel-binding", ns::SASL_CB);
+                for t in channel_bindings {
+                    cb.append_child(
+                        Element::new("channel-binding", ns::SASL_CB).with_attr("type", t.name()),
+                    );
+                }
+                features.append_child(cb);
+            }
+        }
+        Stage::Bind { policy } => {
+            features.append_child(
+                Element::new("bind", ns::BIND).with_child(
+                    Element::new("resource-policy", BIND_POLICY_NS)
+                        .with_attr("conflict", policy.name()),
+                ),
+            );
+            // RFC 6121 did away with session establishment; old clients still look
+            // for it, and `<optional/>` tells them they may skip it.
+            features.append_child(
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
+            );
+        }
+    }
+    features
+}

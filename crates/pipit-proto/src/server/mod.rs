@@ -1,0 +1,15 @@
+//! The server side of a c2s stream (RFC 6120): stream headers, STARTTLS with stunt
+//! buffering, SASL, the pipelined restart, resource binding, then stanzas.
+//!
+//! Everything a client pipelines is processed in order whatever read boundaries it
+//! arrives in (DESIGN.md §2): see [`ServerConnection`] for the call order.
+
+mod config;
+mod connection;
+mod features;
+mod transport;
+
+pub use config::{ConflictPolicy, ServerConfig};
+pub use connection::{Event, Listener, ServerConnection};
+pub use features::BIND_POLICY_NS;
+pub use transport::TlsInfo;

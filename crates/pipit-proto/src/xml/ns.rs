@@ -1,0 +1,31 @@
+//! Namespace names used by the XMPP core (RFC 6120, RFC 6121) and common extensions.
+
+/// Stream namespace of `<stream:stream>` (RFC 6120 §4.8.1).
+pub const STREAM: &str = "http://etherx.jabber.org/streams";
+/// Content namespace of client-to-server streams (RFC 6120 §4.8.2).
+pub const CLIENT: &str = "jabber:client";
+/// Content namespace of server-to-server streams (RFC 6120 §4.8.2).
+pub const SERVER: &str = "jabber:server";
+/// STARTTLS negotiation (RFC 6120 §5.4).
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation (RFC 6120 §6.4).
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding (RFC 6120 §7).
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// Legacy session establishment (RFC 3921 §3, kept optional by RFC 6121 Appendix E).
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Stream error conditions (RFC 6120 §4.9.3).
+pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions (RFC 6120 §8.3.3).
+pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// The namespace bound to the predefined `xml` prefix (Namespaces in XML 1.0 §3).
+pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// XMPP Ping (XEP-0199).
+pub const PING: &str = "urn:xmpp:ping";
+/// Service Discovery info (XEP-0030).
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// SASL channel-binding type capability (XEP-0440).
+pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+
+/// The namespace bound to the reserved `xmlns` prefix; never declarable (Namespaces in XML 1.0 §3).
+pub(super) const XMLNS: &str = "http://www.w3.org/2000/xmlns/";

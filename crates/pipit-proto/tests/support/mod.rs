@@ -1,0 +1,201 @@
+//! Test harness: the server core with a tiny in-memory driver, a scripted client
+//! that drives rustls from buffers, and a Pair that moves bytes between them and
+//! counts round trips (TCP connect counts as the first).
+
+#![allow(dead_code, unused_imports)]
+
+use std::sync::{Arc, OnceLock};
+
+use pipit_proto::jid::Jid;
+use pipit_proto::random::SeededRandom;
+use pipit_proto::sasl::StoredCredentials;
+use pipit_proto::server::{ConflictPolicy, Event, Listener, ServerConfig, ServerConnection};
+use pipit_proto::stanza::StanzaError;
+use pipit_proto::xml::{Element, Limits};
+pub use pipit_testkit::{
+    Client, DOMAIN, PRESENCE, STARTTLS, bind, client_tls, count, header, message_to, plain_auth,
+};
+pub const PASSWORD: &str = "pencil";
+
+/// How each flight is cut into reads on the server side.
+#[derive(Clone, Copy, Debug)]
+pub enum Feed {
+    /// One read per flight.
+    Whole,
+    /// Two reads, split after this many bytes (whole when the flight is shorter).
+    SplitAt(usize),
+    /// One byte per read.
+    ByteByByte,
+}
+
+impl Feed {
+    fn chunks(self, data: &[u8]) -> Vec<&[u8]> {
+        match self {
+            Feed::Whole => vec![data],
+            Feed::SplitAt(n) if n < data.len() => vec![&data[..n], &data[n..]],
+            Feed::SplitAt(_) => vec![data],
+            Feed::ByteByByte => data.chunks(1).collect(),
+        }
+    }
+
+    /// Whole, byte by byte, and every split point up to `max_len`.
+    pub fn all(max_len: usize) -> impl Iterator<Item = Feed> {
+        [Feed::Whole, Feed::ByteByByte]
+            .into_iter()
+            .chain((1..max_len).map(Feed::SplitAt))
+    }
+}
+
+/// The core's configuration for tests.
+pub fn server_config(policy: ConflictPolicy) -> Arc<ServerConfig> {
+    use sha2::Digest;
+    Arc::new(ServerConfig {
+        domains: vec![DOMAIN.into(), "example.org".into()],
+        tls: pipit_testkit::server_tls(),
+        end_point_hash: Some(sha2::Sha256::digest(pipit_testkit::pki().leaf.as_ref()).to_vec()),
+        conflict_policy: policy,
+        limits: Limits::default(),
+        scram_iterations: 4096,
+        decoy_secret: [9; 32],
+    })
+}
+
+fn credentials() -> &'static StoredCredentials {
+    static CREDS: OnceLock<StoredCredentials> = OnceLock::new();
+    CREDS.get_or_init(|| StoredCredentials::derive(PASSWORD, b"test-salt-123456", 4096).unwrap())
+}
+
+/// What the in-test driver saw.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub credential_lookups: usize,
+    pub authenticated: Vec<Jid>,
+    pub bound: Vec<Jid>,
+    pub stanzas: Vec<Element>,
+    pub closed: Option<Option<String>>,
+}
+
+/// The server core and a minimal driver: accounts `alice` and `bob`, binding that
+/// honours the requested resource (or picks `generated`, or the policy's rename),
+/// and stanzas addressed to the sender itself echoed back (a self-message is
+/// delivered).
+pub struct Harness {
+    pub conn: ServerConnection,
+    pub log: Log,
+    pub taken_resources: Vec<String>,
+    pub feed: Feed,
+}
+
+impl Harness {
+    pub fn new(listener: Listener, policy: ConflictPolicy, feed: Feed) -> Self {
+        Harness {
+            conn: ServerConnection::new(
+                server_config(policy),
+                listener,
+                Box::new(SeededRandom::new(7)),
+            ),
+            log: Log::default(),
+            taken_resources: Vec::new(),
+            feed,
+        }
+    }
+
+    /// Delivers a flight in reads as `feed` says, answering events after each read,
+    /// and returns everything the server wrote.
+    pub fn receive(&mut self, flight: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in self.feed.chunks(flight) {
+            self.conn.handle_input(chunk);
+            self.drive();
+            out.extend(self.conn.take_output());
+        }
+        out
+    }
+
+    fn drive(&mut self) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::NeedCredentials { username, domain } => {
+                    self.log.credential_lookups += 1;
+                    let known = matches!(username.as_str(), "alice" | "bob") && domain == DOMAIN;
+                    self.conn
+                        .provide_credentials(known.then(|| credentials().clone()));
+                }
+                Event::Authenticated { jid, .. } => self.log.authenticated.push(jid),
+                Event::BindRequest { jid, resource } => {
+                    let result = match resource {
+                        Some(r) if self.taken_resources.contains(&r) => Err(StanzaError::Conflict),
+                        Some(r) => jid.with_resource(&r).map_err(|_| StanzaError::BadRequest),
+                        None => jid
+                            .with_resource("generated")
+                            .map_err(|_| StanzaError::BadRequest),
+                    };
+                    if let Ok(full) = &result {
+                        self.log.bound.push(full.clone());
+                    }
+                    self.conn.complete_bind(result);
+                }
+                Event::Stanza(stanza) => {
+                    let me = self.conn.jid().cloned().unwrap();
+                    let to_me = match stanza.attr("to") {
+                        None => true,
+                        Some(to) => {
+                            let to = Jid::parse(to).unwrap();
+                            to == me || to == me.to_bare()
+                        }
+                    };
+                    if to_me {
+                        self.conn.send_stanza(&stanza);
+                    }
+                    self.log.stanzas.push(stanza);
+                }
+                Event::Closed { error } => {
+                    self.log.closed = Some(error.map(|e| e.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A client and a server joined by an in-memory network that counts round trips:
+/// each flight the client sends and then waits on is one; TCP connect is the first.
+pub struct Pair {
+    pub server: Harness,
+    pub client: Client,
+    pub round_trips: usize,
+}
+
+impl Pair {
+    pub fn new(listener: Listener, feed: Feed) -> Self {
+        Pair {
+            server: Harness::new(listener, ConflictPolicy::Replace, feed),
+            client: Client::new(),
+            round_trips: 1,
+        }
+    }
+
+    /// Sends `plaintext` (through TLS if active), delivers the server's answer.
+    pub fn flight(&mut self, plaintext: &[u8]) {
+        let wire = self.client.wire(plaintext);
+        self.flight_raw(&wire);
+    }
+
+    /// Sends raw bytes as one flight.
+    pub fn flight_raw(&mut self, wire: &[u8]) {
+        self.round_trips += 1;
+        let answer = self.server.receive(wire);
+        self.client.receive(&answer);
+    }
+}
+
+/// Rule 4's pipelined login as alice, ending with a message to herself.
+pub fn pipelined_login(restart_declaration: bool) -> String {
+    pipit_testkit::pipelined_login(
+        "alice",
+        PASSWORD,
+        restart_declaration,
+        "alice@localhost",
+        "hello me",
+    )
+}

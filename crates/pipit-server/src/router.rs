@@ -1,0 +1,282 @@
+//! The session registry: which resources of which accounts are online, their
+//! presence, and the channel that reaches each session.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pipit_proto::error::StreamError;
+use pipit_proto::jid::Jid;
+use pipit_proto::server::ConflictPolicy;
+use pipit_proto::stanza::StanzaError;
+use pipit_proto::xml::Element;
+use tokio::sync::mpsc;
+
+/// What the router hands to a session task.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A stanza to write to the client.
+    Stanza(Element),
+    /// End the session with this stream error (e.g. replaced by a new login).
+    Close(StreamError),
+}
+
+/// The sending side of a session's queue.
+pub type SessionSender = mpsc::UnboundedSender<Delivery>;
+
+struct Resource {
+    /// Distinguishes a session from a later one that replaced it on the same resource.
+    session_id: u64,
+    sender: SessionSender,
+    /// The last available presence broadcast, `None` while not available (RFC 6121 §4.2).
+    presence: Option<Element>,
+    priority: i8,
+}
+
+/// All bound sessions, keyed by bare JID then resource.
+#[derive(Default)]
+pub struct Router {
+    accounts: Mutex<HashMap<Jid, HashMap<String, Resource>>>,
+}
+
+impl Router {
+    /// Binds `resource` (or a server-chosen one) for the account `bare` under
+    /// `policy` (RFC 6120 §7.7.2.2 conflict handling). `fresh` supplies random
+    /// resource parts.
+    pub fn bind(
+        &self,
+        bare: &Jid,
+        resource: Option<String>,
+        policy: ConflictPolicy,
+        session_id: u64,
+        sender: SessionSender,
+        mut fresh: impl FnMut() -> String,
+    ) -> Result<Jid, StanzaError> {
+        let mut accounts = self.lock();
+        let resources = accounts.entry(bare.clone()).or_default();
+        let mut resource = resource.unwrap_or_else(&mut fresh);
+        if let Some(old) = resources.get(&resource) {
+            match policy {
+                ConflictPolicy::Replace => {
+                    let _ = old.sender.send(Delivery::Close(StreamError::Conflict));
+                }
+                ConflictPolicy::Refuse => return Err(StanzaError::Conflict),
+                ConflictPolicy::Rename => {
+                    while resources.contains_key(&resource) {
+                        resource = format!("{resource}.{}", fresh());
+                    }
+                }
+            }
+        }
+        let full = bare
+            .with_resource(&resource)
+            .map_err(|_| StanzaError::BadRequest)?;
+        resources.insert(
+            resource,
+            Resource {
+                session_id,
+                sender,
+                presence: None,
+                priority: 0,
+            },
+        );
+        Ok(full)
+    }
+
+    /// Removes a session, unless a newer one has taken its resource. Returns whether
+    /// the session was available (so its unavailable presence should go out).
+    pub fn unbind(&self, full: &Jid, session_id: u64) -> bool {
+        let mut accounts = self.lock();
+        let bare = full.to_bare();
+        let Some(resources) = accounts.get_mut(&bare) else {
+            return false;
+        };
+        let resource = full.resource().unwrap_or_default();
+        let was_available = match resources.get(resource) {
+            Some(r) if r.session_id == session_id => {
+                let available = r.presence.is_some();
+                resources.remove(resource);
+                available
+            }
+            _ => false,
+        };
+        if resources.is_empty() {
+            accounts.remove(&bare);
+        }
+        was_available
+    }
+
+    /// Records a session's broadcast presence: `Some` available (with its priority,
+    /// RFC 6121 §4.7.2.3), `None` unavailable.
+    pub fn set_presence(&self, full: &Jid, presence: Option<Element>, priority: i8) {
+        let mut accounts = self.lock();
+        if let Some(r) = accounts
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+        {
+            r.presence = presence;
+            r.priority = priority;
+        }
+    }
+
+    /// Whether this session has sent available presence.
+    pub fn is_available(&self, full: &Jid) -> bool {
+        self.lock()
+            .get(&full.to_bare())
+            .and_then(|rs| rs.get(full.resource().unwrap_or_default()))
+            .is_some_and(|r| r.presence.is_some())
+    }
+
+    /// Delivers to one connected resource. Returns false if it is not connected.
+    pub fn deliver_to_full(&self, full: &Jid, stanza: Element) -> bool {
+        let accounts = self.lock();
+        match accounts
+            .get(&full.to_bare())
+            .and_then(|rs| rs.get(full.resource().unwrap_or_default()))
+        {
+            Some(r) => r.sender.send(Delivery::Stanza(stanza)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Delivers a copy to each available resource of `bare` whose priority is at
+    /// least `min_priority`. Returns how many got one.
+    pub fn deliver_to_available(&self, bare: &Jid, stanza: &Element, min_priority: i8) -> usize {
+        let accounts = self.lock();
+        let Some(resources) = accounts.get(bare) else {
+            return 0;
+        };
+        resources
+            .values()
+            .filter(|r| r.presence.is_some() && r.priority >= min_priority)
+            .filter(|r| r.sender.send(Delivery::Stanza(stanza.clone())).is_ok())
+            .count()
+    }
+
+    /// The current presence of each available resource of `bare` except `except`.
+    pub fn presences_of_others(&self, bare: &Jid, except: &str) -> Vec<Element> {
+        let accounts = self.lock();
+        accounts
+            .get(bare)
+            .map(|rs| {
+                rs.iter()
+                    .filter(|(name, _)| name.as_str() != except)
+                    .filter_map(|(_, r)| r.presence.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, HashMap<String, Resource>>> {
+        // A panic while holding the lock cannot leave the maps half-updated (each
+        // update is one insert or remove), so a poisoned lock is still usable.
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> (SessionSender, mpsc::UnboundedReceiver<Delivery>) {
+        mpsc::unbounded_channel()
+    }
+
+    #[test]
+    fn conflict_policies() {
+        let router = Router::default();
+        let bare = Jid::parse("a@x").unwrap();
+        let (tx1, mut rx1) = session();
+        let fresh = || "r4nd".to_string();
+        let jid = router
+            .bind(
+                &bare,
+                Some("home".into()),
+                ConflictPolicy::Replace,
+                1,
+                tx1,
+                fresh,
+            )
+            .unwrap();
+        assert_eq!(jid.to_string(), "a@x/home");
+
+        let (tx2, _rx2) = session();
+        assert_eq!(
+            router.bind(
+                &bare,
+                Some("home".into()),
+                ConflictPolicy::Refuse,
+                2,
+                tx2,
+                fresh
+            ),
+            Err(StanzaError::Conflict)
+        );
+
+        let (tx3, _rx3) = session();
+        let renamed = router
+            .bind(
+                &bare,
+                Some("home".into()),
+                ConflictPolicy::Rename,
+                3,
+                tx3,
+                fresh,
+            )
+            .unwrap();
+        assert_eq!(renamed.to_string(), "a@x/home.r4nd");
+
+        let (tx4, _rx4) = session();
+        router
+            .bind(
+                &bare,
+                Some("home".into()),
+                ConflictPolicy::Replace,
+                4,
+                tx4,
+                fresh,
+            )
+            .unwrap();
+        assert!(matches!(
+            rx1.try_recv(),
+            Ok(Delivery::Close(StreamError::Conflict))
+        ));
+        // The replaced session's clean-up must not remove its successor.
+        assert!(!router.unbind(&jid, 1));
+        assert!(router.deliver_to_full(&jid, Element::new("message", "jabber:client")));
+    }
+
+    #[test]
+    fn only_available_resources_get_bare_jid_stanzas() {
+        let router = Router::default();
+        let bare = Jid::parse("a@x").unwrap();
+        let (tx1, mut rx1) = session();
+        let (tx2, mut rx2) = session();
+        let one = router
+            .bind(
+                &bare,
+                Some("1".into()),
+                ConflictPolicy::Replace,
+                1,
+                tx1,
+                String::new,
+            )
+            .unwrap();
+        router
+            .bind(
+                &bare,
+                Some("2".into()),
+                ConflictPolicy::Replace,
+                2,
+                tx2,
+                String::new,
+            )
+            .unwrap();
+        let presence = Element::new("presence", "jabber:client");
+        router.set_presence(&one, Some(presence), 0);
+        let msg = Element::new("message", "jabber:client");
+        assert_eq!(router.deliver_to_available(&bare, &msg, 0), 1);
+        assert!(rx1.try_recv().is_ok());
+        assert!(rx2.try_recv().is_err());
+        assert!(router.unbind(&one, 1));
+    }
+}

@@ -1,0 +1,141 @@
+//! The listeners and the shared state every session sees.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pipit_proto::server::{Listener, ServerConfig};
+use pipit_store::SharedStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::router::Router;
+use crate::session::{self, OsRandom};
+use crate::tls;
+use pipit_proto::random::Random;
+
+/// What every session shares.
+pub struct Context {
+    /// The protocol core's configuration.
+    pub proto: Arc<ServerConfig>,
+    /// The resolved server configuration.
+    pub config: Config,
+    /// Accounts and, later, everything else stored.
+    pub store: SharedStore,
+    /// Bound sessions.
+    pub router: Router,
+    /// Flips to true when the server shuts down; every session watches it.
+    pub shutdown: watch::Sender<bool>,
+    next_session_id: AtomicU64,
+}
+
+impl Context {
+    /// A process-unique id for a new session.
+    pub fn session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn random_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    OsRandom.fill(&mut secret);
+    secret
+}
+
+/// A server with its listeners bound, ready to [`run`](Server::run).
+pub struct Server {
+    c2s: TcpListener,
+    direct_tls: TcpListener,
+    ctx: Arc<Context>,
+}
+
+impl Server {
+    /// Opens the store, loads or generates the certificate and binds both listeners.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let (cert, key) = match &config.cert {
+            Some((c, k)) => (c.clone(), k.clone()),
+            None => tls::self_signed(&config.data_dir, &config.domains)?,
+        };
+        let identity = tls::load_identity(&cert, &key)?;
+        let end_point_hash = identity.chain.first().and_then(tls::end_point_hash);
+        let proto = Arc::new(ServerConfig {
+            domains: config.domains.clone(),
+            tls: tls::server_config(identity)?,
+            end_point_hash,
+            conflict_policy: config.conflict_policy,
+            limits: config.limits.clone(),
+            scram_iterations: config.scram_iterations,
+            decoy_secret: random_secret(),
+        });
+        let store = pipit_store::open(&config.database).await?;
+        let listen = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let c2s = listen(config.c2s_addr).await?;
+        let direct_tls = listen(config.direct_tls_addr).await?;
+        let ctx = Arc::new(Context {
+            proto,
+            config,
+            store,
+            router: Router::default(),
+            shutdown: watch::channel(false).0,
+            next_session_id: AtomicU64::new(1),
+        });
+        Ok(Server {
+            c2s,
+            direct_tls,
+            ctx,
+        })
+    }
+
+    /// The bound STARTTLS address (the real port when port 0 was asked for).
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.c2s
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound Direct TLS address.
+    pub fn direct_tls_addr(&self) -> SocketAddr {
+        self.direct_tls
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, for embedding and tests.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Accepts connections until `shutdown` completes, then ends every session with
+    /// `<system-shutdown/>` and waits for them to flush.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (accepted, listener) = tokio::select! {
+                a = self.c2s.accept() => (a, Listener::StartTls),
+                a = self.direct_tls.accept() => (a, Listener::DirectTls),
+                Some(_) = sessions.join_next() => continue,
+                () = &mut shutdown => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let ctx = Arc::clone(&self.ctx);
+                    sessions.spawn(session::run(ctx, stream, peer, listener));
+                }
+                // Out of file descriptors and the like: the listener itself is fine.
+                Err(e) => tracing::warn!("accept failed: {e}"),
+            }
+        }
+        self.ctx.shutdown.send_replace(true);
+        while sessions.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,163 @@
+//! TLS set-up: the certificate (given, or self-signed on first start), the rustls
+//! configuration with session resumption, and the `tls-server-end-point` hash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ServerSessionMemoryCache;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::error::ServerError;
+
+/// ALPN protocol id for XMPP client connections (XEP-0368 §3).
+pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+
+/// A certificate chain and its key, as loaded.
+pub struct Identity {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// Loads PEM files.
+pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, ServerError> {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| ServerError::Certificate(format!("cannot read {}: {e}", p.display())))
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Certificate(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServerError::Certificate(format!(
+            "{} holds no PEM certificate",
+            cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| ServerError::Certificate(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| {
+            ServerError::Certificate(format!("{} holds no PEM private key", key.display()))
+        })?;
+    Ok(Identity { chain, key })
+}
+
+/// The self-signed certificate in `DATA_DIR/tls/`, generated on first start (ECDSA
+/// P-256) and again whenever the served domains change.
+pub fn self_signed(data_dir: &Path, domains: &[String]) -> Result<(PathBuf, PathBuf), ServerError> {
+    let dir = data_dir.join("tls");
+    let cert = dir.join("selfsigned-cert.pem");
+    let key = dir.join("selfsigned-key.pem");
+    let stamp = dir.join("selfsigned-domains");
+    let wanted = domains.join("\n");
+    let current = std::fs::read_to_string(&stamp).ok();
+    if current.as_deref() == Some(wanted.as_str()) && cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut names = domains.to_vec();
+    names.extend(domains.iter().map(|d| format!("*.{d}")));
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| ServerError::Certificate(format!("cannot generate: {e}")))?;
+    std::fs::write(&cert, generated.cert.pem())?;
+    write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(&stamp, wanted)?;
+    Ok((cert, key))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
+}
+
+/// The rustls server configuration: TLS 1.3 and 1.2, resumption on by default
+/// (stateless tickets for both versions, plus a session-id cache for TLS 1.2 clients
+/// without ticket support), ALPN `xmpp-client`.
+pub fn server_config(identity: Identity) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServerError::Certificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|e| ServerError::Certificate(format!("certificate and key do not fit: {e}")))?;
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| ServerError::Certificate(format!("cannot make a ticketer: {e}")))?;
+    config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// RFC 5929 §4.1: `tls-server-end-point` is the hash of the certificate with the hash
+/// of its signature algorithm, SHA-256 where that is MD5 or SHA-1. `None` for
+/// algorithms the RFC does not cover (Ed25519), which disables this binding type.
+pub fn end_point_hash(leaf: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    let data = leaf.as_ref();
+    match oid.as_str() {
+        // ecdsa-with-SHA384, sha384WithRSAEncryption
+        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => Some(Sha384::digest(data).to_vec()),
+        // ecdsa-with-SHA512, sha512WithRSAEncryption
+        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => Some(Sha512::digest(data).to_vec()),
+        // ecdsa-with-SHA256, sha256WithRSAEncryption, RSASSA-PSS (SHA-256 params
+        // in practice), and SHA-1/MD5 based ones, which the RFC maps to SHA-256.
+        "1.2.840.10045.4.3.2"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.113549.1.1.10"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.4"
+        | "1.2.840.10045.4.1" => Some(Sha256::digest(data).to_vec()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_made_once_and_again_for_new_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let domains = vec!["localhost".to_string()];
+        let (cert, key) = self_signed(dir.path(), &domains).unwrap();
+        let first = std::fs::read(&cert).unwrap();
+        self_signed(dir.path(), &domains).unwrap();
+        assert_eq!(std::fs::read(&cert).unwrap(), first, "reused on restart");
+        let identity = load_identity(&cert, &key).unwrap();
+        assert_eq!(
+            end_point_hash(&identity.chain[0]).map(|h| h.len()),
+            Some(32)
+        );
+        server_config(identity).unwrap();
+        self_signed(dir.path(), &["example.org".to_string()]).unwrap();
+        assert_ne!(std::fs::read(&cert).unwrap(), first, "new domain, new cert");
+    }
+
+    #[test]
+    fn missing_files_are_named_in_the_error() {
+        let err = load_identity(Path::new("/nonexistent/c.pem"), Path::new("/k.pem"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/nonexistent/c.pem"), "{err}");
+    }
+}

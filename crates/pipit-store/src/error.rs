@@ -1,0 +1,37 @@
+//! The one error type every backend returns.
+
+/// What can go wrong talking to a store.
+#[derive(thiserror::Error, Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `create_user` found an account with that localpart and domain already.
+    #[error("the account already exists")]
+    UserExists,
+    /// The account named does not exist.
+    #[error("no such account")]
+    NoSuchUser,
+    /// Credentials handed in have the wrong shape (key sizes, empty salt, zero iterations);
+    /// nothing was written.
+    #[error("invalid credentials: {0}")]
+    InvalidCredentials(String),
+    /// A row read back has the wrong shape (e.g. a key of the wrong size).
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The database was migrated by a newer Pipit than this one.
+    #[error("database schema version {found} is newer than the {supported} this build knows")]
+    SchemaTooNew {
+        /// The version recorded in the database.
+        found: i64,
+        /// The newest version this build can migrate to.
+        supported: i64,
+    },
+    /// An error from SQLite.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// An error from PostgreSQL or the connection to it.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// An I/O error, e.g. creating the SQLite file's directory.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
