@@ -153,7 +153,8 @@ fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
         Target::Remote => reply_error(ctx, from, &stanza, StanzaError::RemoteServerNotFound),
         Target::Server if request => server_iq(ctx, from, &stanza),
         Target::Account(_) if to.is_full() => {
-            if !ctx.router.deliver_to_full(&to, stanza.clone()) && request {
+            let delivered = ctx.router.deliver_to_full(&to, stanza.clone());
+            if !delivered && request {
                 reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable);
             }
         }
@@ -194,12 +195,16 @@ fn server_iq(ctx: &Context, from: &Jid, iq: &Element) {
     ctx.router.deliver_to_full(from, reply);
 }
 
-/// iq to an account's bare JID, answered by the server on its behalf (RFC 6121
-/// §8.5.2.1.3). Only the owner's ping is answered so far; the roster comes later.
+/// iq to an account's bare JID (or without `to`), answered by the server on its
+/// behalf (RFC 6121 §8.5.2.1.3). The owner's ping and legacy session request are
+/// answered so far; the roster comes later.
 fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
-    let is_ping = iq.attr("type") == Some("get")
-        && iq.children().next().is_some_and(|p| p.is("ping", ns::PING));
-    if is_ping && from.to_bare() == *bare {
+    let get = iq.attr("type") == Some("get");
+    let answered = iq
+        .children()
+        .next()
+        .is_some_and(|p| (get && p.is("ping", ns::PING)) || (!get && p.is("session", ns::SESSION)));
+    if answered && from.to_bare() == *bare {
         ctx.router.deliver_to_full(from, iq_result(iq));
     } else {
         reply_error(ctx, from, iq, StanzaError::ServiceUnavailable);

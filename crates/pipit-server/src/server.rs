@@ -68,7 +68,7 @@ impl Server {
             tls: tls::server_config(identity)?,
             end_point_hash,
             conflict_policy: config.conflict_policy,
-            limits: config.limits.clone(),
+            limits: config.limits,
             scram_iterations: config.scram_iterations,
             decoy_secret: random_secret(),
         });

@@ -127,11 +127,7 @@ async fn drive(
                     im::handle_stanza(ctx, &from, stanza);
                 }
             }
-            Event::Closed { error } => {
-                if let Some(error) = error {
-                    tracing::debug!("stream closed: {error}");
-                }
-            }
+            Event::Closed { error: Some(error) } => tracing::debug!("stream closed: {error}"),
             _ => {}
         }
     }

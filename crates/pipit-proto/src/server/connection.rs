@@ -121,7 +121,7 @@ pub struct ServerConnection {
 impl ServerConnection {
     /// A new connection accepted on `listener`.
     pub fn new(config: Arc<ServerConfig>, listener: Listener, random: Box<dyn Random>) -> Self {
-        let parser = StreamParser::new(config.limits.clone());
+        let parser = StreamParser::new(config.limits);
         let mut conn = ServerConnection {
             transport: Transport::Plain,
             config,
@@ -409,7 +409,7 @@ impl ServerConnection {
         self.write_element_in(&Element::new("proceed", ns::TLS), ns::STREAM);
         let early = self.parser.take_unparsed();
         self.transport = Transport::tls(&self.config.tls).map_err(StreamError::Tls)?;
-        self.parser = StreamParser::new(self.config.limits.clone());
+        self.parser = StreamParser::new(self.config.limits);
         self.state = State::AwaitHeader;
         self.header_sent = false;
         self.receive(&early);
@@ -504,11 +504,9 @@ impl ServerConnection {
                 };
                 // RFC 6120 §6.4.6: an authzid must be the account's own bare JID.
                 let own = Jid::bare(&username, &domain).ok();
-                if let Some(authzid) = authzid {
-                    if Jid::parse(&authzid).ok() != own {
-                        self.state = State::Open;
-                        return self.sasl_failure(SaslError::InvalidAuthzid);
-                    }
+                if authzid.is_some_and(|a| Jid::parse(&a).ok() != own) {
+                    self.state = State::Open;
+                    return self.sasl_failure(SaslError::InvalidAuthzid);
                 }
                 exchange.username = username.clone();
                 self.events
@@ -554,7 +552,7 @@ impl ServerConnection {
     /// parser, where the client's new stream header may already be waiting (rule 4).
     fn restart(&mut self) {
         let rest = self.parser.take_unparsed();
-        self.parser = StreamParser::new(self.config.limits.clone());
+        self.parser = StreamParser::new(self.config.limits);
         self.parser.feed(&rest);
         self.state = State::AwaitHeader;
         self.header_sent = false;
@@ -563,7 +561,8 @@ impl ServerConnection {
     fn stanza(&mut self, mut el: Element) -> Result<(), StreamError> {
         let Some(bound) = self.bound.clone() else {
             if self.authenticated.is_some() && is_bind_request(&el) {
-                return Ok(self.bind(&el));
+                self.bind(&el);
+                return Ok(());
             }
             // Not executed: before authentication (or binding) a stanza only earns a
             // `not-authorized` error (RFC 6120 §8.3.3.12; DESIGN.md rule 5).
@@ -580,13 +579,11 @@ impl ServerConnection {
             }
         }
         el.set_attr("from", bound.to_string());
-        if let Some(to) = el.attr("to") {
-            if Jid::parse(to).is_err() {
-                if let Some(reply) = error_reply(&el, StanzaError::JidMalformed) {
-                    self.write_element(&reply);
-                }
-                return Ok(());
+        if el.attr("to").is_some_and(|to| Jid::parse(to).is_err()) {
+            if let Some(reply) = error_reply(&el, StanzaError::JidMalformed) {
+                self.write_element(&reply);
             }
+            return Ok(());
         }
         self.events.push_back(Event::Stanza(el));
         Ok(())

@@ -147,10 +147,10 @@ impl Transport {
             return Vec::new();
         }
         let mut bindings = Vec::new();
-        if conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) {
-            if let Ok(data) = conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None) {
-                bindings.push((ChannelBindingType::TlsExporter, data.to_vec()));
-            }
+        if conn.protocol_version() == Some(ProtocolVersion::TLSv1_3)
+            && let Ok(data) = conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+        {
+            bindings.push((ChannelBindingType::TlsExporter, data.to_vec()));
         }
         if let Some(hash) = end_point_hash {
             bindings.push((ChannelBindingType::TlsServerEndPoint, hash.to_vec()));

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use pipit_proto::sasl::StoredCredentials;
 use pipit_server::{Config, Context, Server, Settings};
-use pipit_testkit::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
