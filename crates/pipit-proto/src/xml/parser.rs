@@ -74,6 +74,10 @@ pub struct StreamParser {
     region_limit: usize,
     /// The fatal error, once one occurred.
     error: Option<XmlError>,
+    /// Bytes handed to the lexer so far: the linearity tests check each byte is
+    /// examined once, however the input was split.
+    #[cfg(test)]
+    pub(super) scanned: u64,
 }
 
 impl StreamParser {
@@ -96,6 +100,8 @@ impl StreamParser {
             region_start: 0,
             region_limit: limits.max_header_bytes,
             error: None,
+            #[cfg(test)]
+            scanned: 0,
         }
     }
 
@@ -162,6 +168,10 @@ impl StreamParser {
             let ctx = self.ctx(abs);
             let token = self.lexer.step(b, &ctx)?;
             self.pos += 1;
+            #[cfg(test)]
+            {
+                self.scanned += 1;
+            }
             let event = match token {
                 Some(token) => self.handle(token, abs)?,
                 None => None,

@@ -1,12 +1,12 @@
 //! Parsing is linear however the input is split: a large element fed one byte at a time
-//! must not be rescanned from its start on every byte.
-
-use std::time::{Duration, Instant};
+//! must not be rescanned from its start on every byte. The parser counts the bytes it
+//! hands to the lexer; each must be examined exactly once.
 
 use super::support::*;
 use crate::xml::{Limits, StreamEvent, StreamParser};
 
-/// Feeds `input` one byte at a time, draining events; returns the event count.
+/// Feeds `input` one byte at a time, draining events; returns the event count after
+/// checking every byte was scanned exactly once.
 fn byte_at_a_time(input: &[u8]) -> usize {
     let mut p = StreamParser::new(Limits::default());
     let mut events = 0;
@@ -17,11 +17,9 @@ fn byte_at_a_time(input: &[u8]) -> usize {
             events += 1;
         }
     }
+    assert_eq!(p.scanned, input.len() as u64, "each byte scanned once");
     events
 }
-
-/// Generous bound: a linear parse takes milliseconds; a quadratic one takes minutes.
-const BUDGET: Duration = Duration::from_secs(5);
 
 #[test]
 fn large_text_element_fed_one_byte_at_a_time() {
@@ -31,9 +29,7 @@ fn large_text_element_fed_one_byte_at_a_time() {
         input.extend_from_slice("lorem &amp; ipsum 😀 <![CDATA[x]]> ".as_bytes());
     }
     input.extend_from_slice(b"</body></message>");
-    let started = Instant::now();
     assert_eq!(byte_at_a_time(&input), 2);
-    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -42,9 +38,7 @@ fn large_attribute_fed_one_byte_at_a_time() {
     input.extend_from_slice(b"<message a='");
     input.resize(input.len() + 200 * 1024, b'v');
     input.extend_from_slice(b"'/>");
-    let started = Instant::now();
     assert_eq!(byte_at_a_time(&input), 2);
-    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -55,9 +49,7 @@ fn many_children_fed_one_byte_at_a_time() {
         input.extend_from_slice(b"<item jid='romeo@example.net' name='R'><group>G</group></item>");
     }
     input.extend_from_slice(b"</query>");
-    let started = Instant::now();
     assert_eq!(byte_at_a_time(&input), 2);
-    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -68,11 +60,10 @@ fn many_small_stanzas_in_one_feed() {
     }
     let mut p = StreamParser::new(Limits::default());
     p.feed(&input);
-    let started = Instant::now();
     let mut events = 0;
     while let Some(_event) = p.next_event().expect("valid input") {
         events += 1;
     }
     assert_eq!(events, 20_001);
-    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
+    assert_eq!(p.scanned, input.len() as u64, "each byte scanned once");
 }
