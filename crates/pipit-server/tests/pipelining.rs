@@ -214,3 +214,57 @@ async fn at_100ms_round_trip() {
     }
     server.stop().await;
 }
+
+/// Rule 3 over a socket: plaintext pipelined after `<starttls/>` goes to TLS, fails
+/// the handshake, and is never acted on.
+#[tokio::test]
+async fn plaintext_after_starttls_fails_the_handshake() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Settings::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.c2s).await.unwrap();
+    let injected = format!(
+        "{}{STARTTLS}{}{}{}",
+        header(false),
+        plain_auth("alice", PASSWORD),
+        header(false),
+        bind("evil")
+    );
+    stream.write_all(injected.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let proceed = answer
+        .windows(PROCEED.len())
+        .position(|w| w == PROCEED.as_bytes())
+        .expect("proceed");
+    let after = &answer[proceed + PROCEED.len()..];
+    assert_eq!(
+        after.first(),
+        Some(&21u8),
+        "only a TLS alert follows: {after:?}"
+    );
+    assert!(
+        !server
+            .ctx
+            .router
+            .is_available(&"alice@localhost/evil".parse().unwrap())
+    );
+    server.stop().await;
+}
+
+/// Rule 4 over a socket, with and without an XML declaration on the restart.
+#[tokio::test]
+async fn restart_header_with_or_without_declaration() {
+    let server = TestServer::start(Settings::default()).await;
+    for declaration in [true, false] {
+        let mut w = WireClient::connect(server.direct_tls, None).await;
+        w.client.start_tls(&client_tls(TLS13), false);
+        finish_handshake(&mut w).await;
+        let login = pipelined_login("bob", PASSWORD, declaration, "bob@localhost", "decl");
+        w.flight(&login, has("decl</body>")).await;
+        assert_eq!(w.round_trips, 3);
+    }
+    server.stop().await;
+}
