@@ -84,20 +84,8 @@ fn rule2_stunt_buffering_logs_in_in_three_round_trips() {
 fn rule3_plaintext_after_starttls_is_never_parsed() {
     for feed in Feed::all(MAX_FLIGHT) {
         let mut pair = Pair::new(Listener::StartTls, feed);
-        let injected = format!(
-            "{}{STARTTLS}{}{}{}",
-            header(false),
-            plain_auth("alice", PASSWORD),
-            header(false),
-            bind("evil")
-        );
-        let answer = pair.server.receive(injected.as_bytes());
-        let proceed = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
-        let at = answer
-            .windows(proceed.len())
-            .position(|w| w == proceed)
-            .expect("proceed sent");
-        let after = &answer[at + proceed.len()..];
+        let answer = pair.server.receive(starttls_injection(PASSWORD).as_bytes());
+        let after = after_proceed(&answer);
         // Only a TLS alert record (content type 21) follows: no XML, no success.
         assert_eq!(after.first(), Some(&21u8), "{feed:?}: {after:?}");
         let log = &pair.server.log;

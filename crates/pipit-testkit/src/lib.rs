@@ -277,6 +277,24 @@ pub fn pipelined_login(
     )
 }
 
+/// A STARTTLS command injection attempt (rule 3): header, `<starttls/>`, then
+/// plaintext auth and bind pipelined where TLS must begin.
+pub fn starttls_injection(password: &str) -> String {
+    format!(
+        "{}{STARTTLS}{}{}{}",
+        header(false),
+        plain_auth("alice", password),
+        header(false),
+        bind("evil")
+    )
+}
+
+/// The bytes the server wrote after its `<proceed/>`. Panics without one.
+pub fn after_proceed(answer: &[u8]) -> &[u8] {
+    let at = find(answer, PROCEED.as_bytes()).expect("the server sent <proceed/>");
+    &answer[at + PROCEED.len()..]
+}
+
 /// How many times `needle` occurs in `haystack`.
 pub fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()

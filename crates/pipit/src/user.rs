@@ -6,6 +6,7 @@ use clap::Subcommand;
 use pipit_proto::jid::Jid;
 use pipit_proto::sasl::StoredCredentials;
 use pipit_server::Config;
+use pipit_store::SharedStore;
 
 use crate::ConfigArgs;
 
@@ -52,10 +53,8 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             password,
             config,
         } => {
-            let config = config.resolve()?;
-            let jid = account(&config, &jid)?;
+            let (config, jid, store) = open_account(&config, &jid).await?;
             let creds = credentials(&config, password)?;
-            let store = pipit_store::open(&config.database).await?;
             store
                 .create_user(local(&jid), jid.domain(), &creds)
                 .await
@@ -67,10 +66,8 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             password,
             config,
         } => {
-            let config = config.resolve()?;
-            let jid = account(&config, &jid)?;
+            let (config, jid, store) = open_account(&config, &jid).await?;
             let creds = credentials(&config, password)?;
-            let store = pipit_store::open(&config.database).await?;
             store
                 .set_credentials(local(&jid), jid.domain(), &creds)
                 .await
@@ -78,9 +75,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             println!("password changed for {jid}");
         }
         UserCommand::Del { jid, config } => {
-            let config = config.resolve()?;
-            let jid = account(&config, &jid)?;
-            let store = pipit_store::open(&config.database).await?;
+            let (_, jid, store) = open_account(&config, &jid).await?;
             store
                 .delete_user(local(&jid), jid.domain())
                 .await
@@ -96,6 +91,14 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The configuration, the checked account JID and the store it lives in.
+async fn open_account(args: &ConfigArgs, jid: &str) -> anyhow::Result<(Config, Jid, SharedStore)> {
+    let config = args.resolve()?;
+    let jid = account(&config, jid)?;
+    let store = pipit_store::open(&config.database).await?;
+    Ok((config, jid, store))
 }
 
 /// Parses an account JID and checks its domain is one we serve.

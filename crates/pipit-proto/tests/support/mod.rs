@@ -13,7 +13,8 @@ use pipit_proto::server::{ConflictPolicy, Event, Listener, ServerConfig, ServerC
 use pipit_proto::stanza::StanzaError;
 use pipit_proto::xml::{Element, Limits};
 pub use pipit_testkit::{
-    Client, DOMAIN, PRESENCE, STARTTLS, bind, client_tls, count, header, message_to, plain_auth,
+    Client, DOMAIN, PRESENCE, STARTTLS, after_proceed, bind, client_tls, count, header, message_to,
+    plain_auth, starttls_injection,
 };
 pub const PASSWORD: &str = "pencil";
 
