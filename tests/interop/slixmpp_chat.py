@@ -37,7 +37,7 @@ import slixmpp
 
 log = logging.getLogger("slixmpp_chat")
 
-# RFC 7590 / XEP-0368: the ALPN protocol a client offers on a Direct TLS connection.
+# XEP-0368: the ALPN protocol id a client offers on a Direct TLS connection.
 ALPN = "xmpp-client"
 
 
@@ -50,9 +50,9 @@ class Client(slixmpp.ClientXMPP):
 
     def __init__(self, jid: str, password: str, args: argparse.Namespace) -> None:
         super().__init__(jid, password)
+        # `jid` is a bare JID, so the server assigns the resource at bind.
         self.label = jid
         self.mode = args.mode
-        # A bare JID keeps slixmpp from asking for a resource: the server assigns one.
         self.register_plugin("xep_0199")  # ping, used as an ordering barrier below
 
         # Verify the server certificate against --cafile. The self-signed certificate
@@ -76,9 +76,11 @@ class Client(slixmpp.ClientXMPP):
         self.ended = loop.create_future()
         self.messages: asyncio.Queue = asyncio.Queue()
         self.mechanism: str | None = None
+        self.sasl_failures: list[str] = []
 
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("auth_success", self._on_auth_success)
+        self.add_event_handler("failed_auth", self._on_failed_auth)
         self.add_event_handler("message", self._on_message)
         self.add_event_handler("disconnected", self._on_disconnected)
         for event, why in [
@@ -96,13 +98,20 @@ class Client(slixmpp.ClientXMPP):
 
     def _failer(self, why: str):
         def handler(detail=None) -> None:
-            self._fail(f"{why}: {detail}" if detail is not None else why)
+            if why.startswith("SASL") and self.sasl_failures:
+                detail = "; ".join(self.sasl_failures)
+            self._fail(f"{why}: {detail}" if detail else why)
 
         return handler
 
     def _on_auth_success(self, _stanza) -> None:
         mech = self.plugin["feature_mechanisms"].mech
         self.mechanism = mech.name if mech is not None else None
+
+    def _on_failed_auth(self, failure) -> None:
+        mech = self.plugin["feature_mechanisms"].mech
+        text = f" ({failure['text']})" if failure["text"] else ""
+        self.sasl_failures.append(f"{mech.name if mech else '?'}: {failure['condition']}{text}")
 
     async def _on_session_start(self, _event) -> None:
         try:

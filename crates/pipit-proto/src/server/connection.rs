@@ -544,7 +544,17 @@ impl ServerConnection {
     /// pipelined a restart, that header is taken as a restart of the unauthenticated
     /// stream (DESIGN.md rule 5).
     fn sasl_failure(&mut self, error: SaslError) {
-        self.write_element_in(&sasl_failure_element(error.condition()), ns::STREAM);
+        let mut failure = sasl_failure_element(error.condition());
+        // A malformed request says what was wrong (RFC 6120 §6.4.5 allows <text/>);
+        // other failures say nothing an attacker could learn from.
+        if let SaslError::MalformedRequest(why) = &error {
+            failure.append_child(
+                Element::new("text", ns::SASL)
+                    .with_attr("xml:lang", "en")
+                    .with_text(why.clone()),
+            );
+        }
+        self.write_element_in(&failure, ns::STREAM);
         self.restart_after_failure = true;
     }
 
