@@ -239,3 +239,20 @@ fn authzid_must_be_the_account() {
     );
     assert!(pair.client.take_text().contains("<success"));
 }
+
+#[test]
+fn an_unsupported_channel_binding_type_is_named() {
+    let (mut pair, _) = open_tls(TLS13, Feed::Whole);
+    let first = BASE64.encode("p=tls-unique,,n=alice,r=abcdef");
+    pair.flight(
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>{first}</auth>")
+            .as_bytes(),
+    );
+    let text = pair.client.take_text();
+    assert!(
+        text.contains("<malformed-request/><text xml:lang='en'>"),
+        "{text}"
+    );
+    assert!(text.contains("tls-unique"), "{text}");
+    assert_eq!(pair.server.log.credential_lookups, 0);
+}

@@ -162,7 +162,11 @@ fn cbind_input(
         (CbindFlag::Bound(name), true) => {
             let data = ChannelBindingType::from_name(name)
                 .and_then(|ty| cb.get(ty))
-                .ok_or_else(|| SaslError::malformed("unsupported channel-binding type"))?;
+                .ok_or_else(|| {
+                    SaslError::malformed(&format!(
+                        "unsupported channel-binding type {name:?}; see the advertised types"
+                    ))
+                })?;
             input.extend_from_slice(data);
         }
         (CbindFlag::Bound(_), false) => {
