@@ -74,6 +74,35 @@ fn map_insert_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+impl PostgresStore {
+    /// Runs `sql` with parameters `localpart, domain` followed by the credential
+    /// columns (salt, iterations, SHA-1 then SHA-256 keys); returns rows changed.
+    async fn execute_with_credentials(
+        &self,
+        sql: &str,
+        localpart: &str,
+        domain: &str,
+        creds: &StoredCredentials,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let iterations = i64::from(creds.iterations);
+        self.client
+            .execute(
+                sql,
+                &[
+                    &localpart,
+                    &domain,
+                    &creds.salt,
+                    &iterations,
+                    &creds.sha1.stored_key,
+                    &creds.sha1.server_key,
+                    &creds.sha256.stored_key,
+                    &creds.sha256.server_key,
+                ],
+            )
+            .await
+    }
+}
+
 /// Reads a row of `salt, iterations, sha1_stored_key, sha1_server_key,
 /// sha256_stored_key, sha256_server_key`.
 fn row_to_credentials(
@@ -105,22 +134,14 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         check_for_write(creds)?;
         let inserted = self
-            .client
-            .execute(
+            .execute_with_credentials(
                 "INSERT INTO users (localpart, domain, salt, iterations, \
                  sha1_stored_key, sha1_server_key, sha256_stored_key, sha256_server_key) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (domain, localpart) DO NOTHING",
-                &[
-                    &localpart,
-                    &domain,
-                    &creds.salt,
-                    &i64::from(creds.iterations),
-                    &creds.sha1.stored_key,
-                    &creds.sha1.server_key,
-                    &creds.sha256.stored_key,
-                    &creds.sha256.server_key,
-                ],
+                localpart,
+                domain,
+                creds,
             )
             .await
             .map_err(map_insert_error)?;
@@ -139,22 +160,14 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         check_for_write(creds)?;
         let updated = self
-            .client
-            .execute(
+            .execute_with_credentials(
                 "UPDATE users SET salt = $3, iterations = $4, \
                  sha1_stored_key = $5, sha1_server_key = $6, \
                  sha256_stored_key = $7, sha256_server_key = $8 \
                  WHERE localpart = $1 AND domain = $2",
-                &[
-                    &localpart,
-                    &domain,
-                    &creds.salt,
-                    &i64::from(creds.iterations),
-                    &creds.sha1.stored_key,
-                    &creds.sha1.server_key,
-                    &creds.sha256.stored_key,
-                    &creds.sha256.server_key,
-                ],
+                localpart,
+                domain,
+                creds,
             )
             .await?;
         if updated == 0 {

@@ -93,6 +93,27 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 const CREDENTIAL_COLUMNS: &str = "salt, iterations, sha1_stored_key, sha1_server_key, \
      sha256_stored_key, sha256_server_key";
 
+/// Runs `sql` with parameters `localpart, domain` followed by the credential columns
+/// in [`CREDENTIAL_COLUMNS`] order; returns how many rows changed.
+fn execute_with_credentials(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    localpart: &str,
+    domain: &str,
+    c: &StoredCredentials,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        localpart,
+        domain,
+        c.salt,
+        i64::from(c.iterations),
+        c.sha1.stored_key,
+        c.sha1.server_key,
+        c.sha256.stored_key,
+        c.sha256.server_key,
+    ])
+}
+
 /// Reads a row of [`CREDENTIAL_COLUMNS`]; the iteration count is checked by the caller.
 fn row_to_credentials(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredCredentials)> {
     Ok((
@@ -125,22 +146,12 @@ impl Store for SqliteStore {
         self.with_conn(move |conn| {
             // ON CONFLICT DO NOTHING rather than catching the constraint error: a duplicate
             // is an expected outcome, and this way no other constraint can masquerade as one.
-            let inserted = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO users (localpart, domain, {CREDENTIAL_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT (domain, localpart) DO NOTHING"
-                ))?
-                .execute(params![
-                    localpart,
-                    domain,
-                    c.salt,
-                    i64::from(c.iterations),
-                    c.sha1.stored_key,
-                    c.sha1.server_key,
-                    c.sha256.stored_key,
-                    c.sha256.server_key,
-                ])?;
+            let sql = format!(
+                "INSERT INTO users (localpart, domain, {CREDENTIAL_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (domain, localpart) DO NOTHING"
+            );
+            let inserted = execute_with_credentials(conn, &sql, &localpart, &domain, &c)?;
             if inserted == 0 {
                 Err(StoreError::UserExists)
             } else {
@@ -159,23 +170,16 @@ impl Store for SqliteStore {
         check_for_write(creds)?;
         let (localpart, domain, c) = (localpart.to_owned(), domain.to_owned(), creds.clone());
         self.with_conn(move |conn| {
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE users SET salt = ?3, iterations = ?4, \
-                     sha1_stored_key = ?5, sha1_server_key = ?6, \
-                     sha256_stored_key = ?7, sha256_server_key = ?8 \
-                     WHERE localpart = ?1 AND domain = ?2",
-                )?
-                .execute(params![
-                    localpart,
-                    domain,
-                    c.salt,
-                    i64::from(c.iterations),
-                    c.sha1.stored_key,
-                    c.sha1.server_key,
-                    c.sha256.stored_key,
-                    c.sha256.server_key,
-                ])?;
+            let updated = execute_with_credentials(
+                conn,
+                "UPDATE users SET salt = ?3, iterations = ?4, \
+                 sha1_stored_key = ?5, sha1_server_key = ?6, \
+                 sha256_stored_key = ?7, sha256_server_key = ?8 \
+                 WHERE localpart = ?1 AND domain = ?2",
+                &localpart,
+                &domain,
+                &c,
+            )?;
             if updated == 0 {
                 Err(StoreError::NoSuchUser)
             } else {
