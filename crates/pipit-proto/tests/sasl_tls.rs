@@ -73,6 +73,20 @@ fn scram_login(pair: &mut Pair, mech: Mechanism, cb: Option<(ChannelBindingType,
     assert_eq!(pair.server.log.authenticated.len(), 1);
 }
 
+/// The SCRAM flights at every split point and one byte at a time.
+#[test]
+fn scram_sha256_plus_at_every_split() {
+    for feed in Feed::all(600) {
+        let (mut pair, _) = open_tls(TLS13, feed);
+        let data = pair.client.exporter();
+        scram_login(
+            &mut pair,
+            Mechanism::ScramSha256Plus,
+            Some((ChannelBindingType::TlsExporter, data)),
+        );
+    }
+}
+
 #[test]
 fn scram_sha256_and_sha1_log_in() {
     for mech in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
