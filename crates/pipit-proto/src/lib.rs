@@ -4,10 +4,14 @@
 //! bytes go in, bytes and events come out, and time and randomness are passed in
 //! by the driver (the tokio server in `pipit-server`, or a test).
 
+pub mod client;
 pub mod error;
 pub mod jid;
 pub mod random;
 pub mod sasl;
 pub mod server;
 pub mod stanza;
+mod transport;
 pub mod xml;
+
+pub use transport::TlsInfo;

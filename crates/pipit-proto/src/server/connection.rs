@@ -14,8 +14,8 @@ use crate::sasl::{
 };
 use crate::server::config::ServerConfig;
 use crate::server::features::{self, Stage};
-use crate::server::transport::{TlsInfo, Transport};
 use crate::stanza::{StanzaError, error_reply, is_stanza};
+use crate::transport::{TlsInfo, Transport};
 use crate::xml::{Element, StreamEvent, StreamHeader, StreamParser, escape_attr_value, ns};
 
 /// Which listener the connection came in on.
@@ -137,7 +137,7 @@ impl ServerConnection {
             events: VecDeque::new(),
         };
         if listener == Listener::DirectTls {
-            match Transport::tls(&conn.config.tls) {
+            match Transport::server(&conn.config.tls) {
                 Ok(tls) => conn.transport = tls,
                 Err(e) => conn.fail(StreamError::Tls(e)),
             }
@@ -408,7 +408,7 @@ impl ServerConnection {
         }
         self.write_element_in(&Element::new("proceed", ns::TLS), ns::STREAM);
         let early = self.parser.take_unparsed();
-        self.transport = Transport::tls(&self.config.tls).map_err(StreamError::Tls)?;
+        self.transport = Transport::server(&self.config.tls).map_err(StreamError::Tls)?;
         self.parser = StreamParser::new(self.config.limits);
         self.state = State::AwaitHeader;
         self.header_sent = false;

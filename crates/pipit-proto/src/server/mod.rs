@@ -7,9 +7,7 @@
 mod config;
 mod connection;
 mod features;
-mod transport;
 
 pub use config::{ConflictPolicy, ServerConfig};
 pub use connection::{Event, Listener, ServerConnection};
 pub use features::BIND_POLICY_NS;
-pub use transport::TlsInfo;

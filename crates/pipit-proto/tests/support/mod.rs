@@ -30,7 +30,7 @@ pub enum Feed {
 }
 
 impl Feed {
-    fn chunks(self, data: &[u8]) -> Vec<&[u8]> {
+    pub fn chunks(self, data: &[u8]) -> Vec<&[u8]> {
         match self {
             Feed::Whole => vec![data],
             Feed::SplitAt(n) if n < data.len() => vec![&data[..n], &data[n..]],

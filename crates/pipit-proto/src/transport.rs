@@ -1,9 +1,11 @@
-//! The byte layer under the XML stream: plaintext, or TLS driven from buffers.
+//! The byte layer under the XML stream, for server and client alike: plaintext, or
+//! TLS driven from buffers.
 //!
 //! rustls never touches the socket here: ciphertext is handed in with
 //! [`Transport::receive`] and taken out with [`Transport::flush`]. That is what makes
 //! stunt buffering possible (DESIGN.md rule 3): the bytes that followed `<starttls/>`
-//! in the same read are fed to the TLS engine as the start of the ClientHello.
+//! in the same read are fed to the TLS engine as the start of the ClientHello, and
+//! on the client the bytes after `<proceed/>` are the start of the server's flight.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -29,7 +31,7 @@ pub struct TlsInfo {
 
 pub(crate) enum Transport {
     Plain,
-    Tls(Box<rustls::ServerConnection>),
+    Tls(Box<rustls::Connection>),
 }
 
 /// What a batch of received bytes produced.
@@ -41,14 +43,47 @@ pub(crate) struct Received {
 }
 
 impl Transport {
-    /// Starts TLS with the server configuration.
-    pub fn tls(config: &Arc<rustls::ServerConfig>) -> Result<Self, String> {
-        let mut conn =
-            rustls::ServerConnection::new(Arc::clone(config)).map_err(|e| e.to_string())?;
+    /// Starts the server side of TLS.
+    pub fn server(config: &Arc<rustls::ServerConfig>) -> Result<Self, String> {
+        let conn = rustls::ServerConnection::new(Arc::clone(config)).map_err(|e| e.to_string())?;
+        Ok(Self::tls(conn.into()))
+    }
+
+    /// Starts the client side of TLS: the ClientHello is ready to flush at once.
+    pub fn client(
+        config: &Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Self, String> {
+        let conn =
+            rustls::ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())?;
+        Ok(Self::tls(conn.into()))
+    }
+
+    fn tls(mut conn: rustls::Connection) -> Self {
         // Output is bounded by the driver (it stops reading while its send queue is
         // full), so rustls must never refuse plaintext mid-stanza.
         conn.set_buffer_limit(None);
-        Ok(Transport::Tls(Box::new(conn)))
+        Transport::Tls(Box::new(conn))
+    }
+
+    /// Whether a TLS handshake is still under way.
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Transport::Tls(conn) if conn.is_handshaking())
+    }
+
+    /// RFC 9266 `tls-exporter` data, on TLS 1.3 once the handshake is done.
+    pub fn exporter(&self) -> Option<Vec<u8>> {
+        match self {
+            Transport::Tls(conn)
+                if !conn.is_handshaking()
+                    && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) =>
+            {
+                conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+                    .ok()
+                    .map(|d| d.to_vec())
+            }
+            _ => None,
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -140,17 +175,12 @@ impl Transport {
         &self,
         end_point_hash: Option<&[u8]>,
     ) -> Vec<(ChannelBindingType, Vec<u8>)> {
-        let Transport::Tls(conn) = self else {
-            return Vec::new();
-        };
-        if conn.is_handshaking() {
+        if !self.is_tls() || self.handshaking() {
             return Vec::new();
         }
         let mut bindings = Vec::new();
-        if conn.protocol_version() == Some(ProtocolVersion::TLSv1_3)
-            && let Ok(data) = conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None)
-        {
-            bindings.push((ChannelBindingType::TlsExporter, data.to_vec()));
+        if let Some(data) = self.exporter() {
+            bindings.push((ChannelBindingType::TlsExporter, data));
         }
         if let Some(hash) = end_point_hash {
             bindings.push((ChannelBindingType::TlsServerEndPoint, hash.to_vec()));

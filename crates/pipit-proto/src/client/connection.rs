@@ -1,0 +1,572 @@
+//! The client side of a c2s login, as a sans-IO state machine.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::client::config::{ClientConfig, KnownServer, Mode};
+use crate::client::error::ClientError;
+use crate::jid::Jid;
+use crate::random::Random;
+use crate::sasl::{ChannelBindingType, Mechanism, ScramClient, plain_initial_response};
+use crate::transport::{TlsInfo, Transport};
+use crate::xml::{Element, StreamEvent, StreamParser, escape_attr_value, ns};
+
+/// What the client tells its driver.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The session is usable: this full JID is bound.
+    Bound(Jid),
+    /// A stanza from the server.
+    Stanza(Element),
+    /// The stream is over: flush the output, then close the socket.
+    Closed {
+        /// Why, when it ended badly.
+        error: Option<ClientError>,
+    },
+}
+
+/// Where the login stands. Server answers arrive in the order requests were sent,
+/// however many were pipelined, so each state names the next answer expected.
+enum State {
+    /// Plaintext stream: header, features, `<proceed/>`.
+    PreTls,
+    /// TLS handshake under way.
+    TlsHandshake,
+    /// TLS up, the post-TLS header sent: waiting for the SASL features.
+    Features,
+    /// `<auth/>` (or a `<response/>`) sent.
+    Sasl(Sasl),
+    /// SASL succeeded; waiting for the restarted stream's features.
+    Restarted,
+    /// Bind request sent.
+    Binding,
+    /// The session is bound.
+    Bound,
+    /// Finished.
+    Closed,
+}
+
+enum Sasl {
+    Plain,
+    /// Client-first sent; the challenge is next.
+    ScramFirst(ScramClient),
+    /// Client-final sent; success with the server signature is next.
+    ScramFinal(ScramClient),
+}
+
+const BIND_ID: &str = "bind-1";
+
+/// The client side of one c2s connection: bytes in, bytes and [`ClientEvent`]s out.
+///
+/// Call order for the driver: write [`take_output`](Self::take_output) to the socket
+/// right after [`new`](Self::new) (the client speaks first); then for every read,
+/// [`handle_input`](Self::handle_input), drain [`poll_event`](Self::poll_event) and
+/// write the output. A driver that counts round trips counts one each time it has
+/// written and must wait for the server before the session is bound.
+pub struct ClientConnection {
+    config: ClientConfig,
+    random: Box<dyn Random>,
+    transport: Transport,
+    /// Stunt buffering: TLS started (its ClientHello already sent) before
+    /// `<proceed/>` arrived; the server's bytes stay plaintext until then.
+    early_tls: Option<Transport>,
+    parser: StreamParser,
+    state: State,
+    /// Pipelined ahead of the answers that would normally trigger them.
+    sent_restart: bool,
+    sent_bind: bool,
+    /// Stanzas the driver sent before the bind request went out.
+    queued: Vec<Element>,
+    learned: KnownServer,
+    out: Vec<u8>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientConnection {
+    /// Starts a login; the first flight is ready in [`take_output`](Self::take_output).
+    pub fn new(config: ClientConfig, random: Box<dyn Random>) -> Result<Self, ClientError> {
+        let mut conn = ClientConnection {
+            transport: Transport::Plain,
+            early_tls: None,
+            parser: StreamParser::new(Default::default()),
+            state: State::PreTls,
+            sent_restart: false,
+            sent_bind: false,
+            queued: Vec::new(),
+            learned: KnownServer::default(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            config,
+            random,
+        };
+        match conn.config.mode {
+            Mode::Direct => {
+                conn.transport = conn.new_tls()?;
+                conn.state = State::TlsHandshake;
+            }
+            Mode::Lockstep => conn.write_header(true),
+            Mode::Pipelined | Mode::Stunt => {
+                // RFC 6120 §5.4.2.1 lets the client send <starttls/> without waiting
+                // for the features (DESIGN.md rule 1).
+                conn.write_header(true);
+                conn.write(starttls_element().to_bytes(ns::STREAM).as_slice());
+                if conn.config.mode == Mode::Stunt {
+                    // The ClientHello goes in the same packet (rule 2).
+                    let mut tls = conn.new_tls()?;
+                    tls.flush(&mut conn.out);
+                    conn.early_tls = Some(tls);
+                }
+            }
+        }
+        conn.transport.flush(&mut conn.out);
+        Ok(conn)
+    }
+
+    /// Feeds bytes read from the socket and acts on everything they complete.
+    pub fn handle_input(&mut self, data: &[u8]) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        self.receive(data);
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// The socket reached end of file.
+    pub fn handle_eof(&mut self) {
+        if !matches!(self.state, State::Closed) {
+            let error =
+                (!matches!(self.state, State::Bound)).then_some(ClientError::ConnectionClosed);
+            self.finish(error);
+        }
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the socket.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Sends a stanza: at once when the bind request has gone out (it then rides in
+    /// the same flight as a pipelined login), otherwise after it.
+    pub fn send_stanza(&mut self, stanza: &Element) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if self.is_bound() || (self.sent_bind && self.config.mode != Mode::Lockstep) {
+            self.write(&stanza.to_bytes(ns::CLIENT));
+            self.transport.flush(&mut self.out);
+        } else {
+            self.queued.push(stanza.clone());
+        }
+    }
+
+    /// Closes the stream politely.
+    pub fn close(&mut self) {
+        if !matches!(self.state, State::Closed) {
+            self.write(b"</stream:stream>");
+            self.transport.close(&mut self.out);
+            self.finish(None);
+        }
+    }
+
+    /// Whether the session is bound.
+    pub fn is_bound(&self) -> bool {
+        matches!(self.state, State::Bound)
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// TLS facts, once the handshake is done.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.transport.info()
+    }
+
+    /// What this login learned about the server, to cache for the next one.
+    pub fn learned(&self) -> &KnownServer {
+        &self.learned
+    }
+
+    fn new_tls(&self) -> Result<Transport, ClientError> {
+        Transport::client(&self.config.tls, self.config.server_name.clone())
+            .map_err(ClientError::Tls)
+    }
+
+    fn receive(&mut self, data: &[u8]) {
+        match self.transport.receive(data) {
+            Ok(received) => {
+                self.parser.feed(&received.plaintext);
+                if matches!(self.state, State::TlsHandshake) && !self.transport.handshaking() {
+                    self.tls_ready();
+                }
+                if received.peer_closed {
+                    self.process();
+                    self.handle_eof();
+                }
+            }
+            Err(e) => self.fail(ClientError::Tls(e)),
+        }
+    }
+
+    fn process(&mut self) {
+        while !matches!(self.state, State::Closed) {
+            let result = match self.parser.next_event() {
+                Ok(None) => return,
+                Ok(Some(event)) => self.handle_event(event),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = result {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: StreamEvent) -> Result<(), ClientError> {
+        let el = match event {
+            // The server's header carries nothing a login needs.
+            StreamEvent::Open(_) => return Ok(()),
+            StreamEvent::Close => {
+                self.handle_eof();
+                return Ok(());
+            }
+            StreamEvent::Element(el) => el,
+        };
+        match (el.ns(), el.name()) {
+            (ns::STREAM, "features") => self.features(&el),
+            (ns::STREAM, "error") => Err(stream_error(&el)),
+            (ns::TLS, "proceed") => self.proceed(),
+            (ns::TLS, "failure") => Err(ClientError::Unexpected("STARTTLS failure".into())),
+            (ns::SASL, "challenge") => self.challenge(&el),
+            (ns::SASL, "success") => self.success(&el),
+            (ns::SASL, "failure") => Err(auth_failure(&el)),
+            (ns::CLIENT, "iq")
+                if matches!(self.state, State::Binding) && el.attr("id") == Some(BIND_ID) =>
+            {
+                self.bind_result(&el)
+            }
+            _ if matches!(self.state, State::Bound) => {
+                self.events.push_back(ClientEvent::Stanza(el));
+                Ok(())
+            }
+            // Before the session is bound: replies to pipelined stanzas and the
+            // like; nothing the login depends on.
+            _ => Ok(()),
+        }
+    }
+
+    fn features(&mut self, features: &Element) -> Result<(), ClientError> {
+        match self.state {
+            State::PreTls => {
+                if features.get_child("starttls", ns::TLS).is_none() {
+                    return Err(ClientError::NoStartTls);
+                }
+                if self.config.mode == Mode::Lockstep {
+                    self.write(&starttls_element().to_bytes(ns::STREAM));
+                }
+                Ok(())
+            }
+            State::Features => {
+                self.learn(features);
+                self.authenticate()
+            }
+            State::Sasl(_) => {
+                // Pipelined auth: these are the features it did not wait for.
+                self.learn(features);
+                Ok(())
+            }
+            State::Restarted => {
+                if !self.sent_bind {
+                    self.send_bind();
+                }
+                self.state = State::Binding;
+                Ok(())
+            }
+            _ => Err(ClientError::Unexpected("stream features".into())),
+        }
+    }
+
+    fn learn(&mut self, features: &Element) {
+        if let Some(mechs) = features.get_child("mechanisms", ns::SASL) {
+            self.learned.mechanisms = mechs.children().map(|m| m.text()).collect();
+        }
+        if let Some(cb) = features.get_child("sasl-channel-binding", ns::SASL_CB) {
+            self.learned.channel_bindings = cb
+                .children()
+                .filter_map(|c| c.attr("type").map(str::to_owned))
+                .collect();
+        }
+    }
+
+    /// RFC 6120 §5.4.3.3: after `<proceed/>` the rest of the read is TLS.
+    fn proceed(&mut self) -> Result<(), ClientError> {
+        if !matches!(self.state, State::PreTls) {
+            return Err(ClientError::Unexpected("<proceed/>".into()));
+        }
+        let rest = self.parser.take_unparsed();
+        self.transport = match self.early_tls.take() {
+            Some(tls) => tls,
+            None => self.new_tls()?,
+        };
+        self.parser = StreamParser::new(Default::default());
+        self.state = State::TlsHandshake;
+        self.receive(&rest);
+        Ok(())
+    }
+
+    /// The handshake is done: open the secured stream, and pipeline the
+    /// authentication when an earlier login gives grounds (DESIGN.md rule 9).
+    fn tls_ready(&mut self) {
+        self.write_header(true);
+        self.state = State::Features;
+        if self.may_pipeline() {
+            let known = self.config.known.clone().unwrap_or_default();
+            self.learned = KnownServer {
+                credentials_ok: false,
+                ..known
+            };
+            if let Err(e) = self.authenticate() {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn may_pipeline(&self) -> bool {
+        self.config.mode != Mode::Lockstep
+            && self.config.known.as_ref().is_some_and(|k| k.credentials_ok)
+    }
+
+    /// Sends `<auth/>` with the chosen mechanism (RFC 6120 §6.4.2), and with PLAIN
+    /// on known ground, the restart and bind behind it.
+    fn authenticate(&mut self) -> Result<(), ClientError> {
+        let mechanism = self.choose_mechanism()?;
+        let local = self.config.jid.local().unwrap_or_default().to_owned();
+        let (initial, sasl) = if mechanism == Mechanism::Plain {
+            (
+                plain_initial_response(None, &local, &self.config.password),
+                Sasl::Plain,
+            )
+        } else {
+            let cb = if mechanism.is_plus() {
+                let data = self.transport.exporter().ok_or_else(|| {
+                    ClientError::NoMechanism("channel binding needs TLS 1.3".into())
+                })?;
+                Some((ChannelBindingType::TlsExporter, data))
+            } else {
+                None
+            };
+            let server_plus = self.learned.mechanisms.iter().any(|m| m.ends_with("-PLUS"));
+            let mut nonce = [0u8; 18];
+            self.random.fill(&mut nonce);
+            let scram = ScramClient::new(
+                mechanism,
+                &local,
+                &self.config.password,
+                None,
+                &BASE64.encode(nonce),
+                cb,
+                server_plus,
+            )?;
+            (scram.client_first(), Sasl::ScramFirst(scram))
+        };
+        let auth = Element::new("auth", ns::SASL)
+            .with_attr("mechanism", mechanism.name())
+            .with_text(BASE64.encode(initial));
+        self.write(&auth.to_bytes(ns::STREAM));
+        let plain = matches!(sasl, Sasl::Plain);
+        self.state = State::Sasl(sasl);
+        if plain {
+            self.pipeline_restart();
+        }
+        Ok(())
+    }
+
+    /// The strongest mechanism offered that we can use, or the one configured.
+    fn choose_mechanism(&self) -> Result<Mechanism, ClientError> {
+        let offered = &self.learned.mechanisms;
+        let is_offered = |m: Mechanism| offered.iter().any(|o| o == m.name());
+        let usable = |m: Mechanism| {
+            is_offered(m)
+                && (!m.is_plus()
+                    || (self.transport.exporter().is_some()
+                        && self
+                            .learned
+                            .channel_bindings
+                            .iter()
+                            .any(|c| c == "tls-exporter")))
+        };
+        match self.config.mechanism {
+            Some(m) if usable(m) => Ok(m),
+            Some(_) => Err(ClientError::NoMechanism(offered.join(" "))),
+            None => Mechanism::ALL
+                .into_iter()
+                .find(|m| usable(*m))
+                .ok_or_else(|| ClientError::NoMechanism(offered.join(" "))),
+        }
+    }
+
+    /// With grounds to expect success, the restart header and the bind request
+    /// follow the last SASL message without waiting (rules 4 and 6).
+    fn pipeline_restart(&mut self) {
+        if self.may_pipeline() && !self.sent_restart {
+            self.write_header(false);
+            self.sent_restart = true;
+            self.send_bind();
+        }
+    }
+
+    fn challenge(&mut self, el: &Element) -> Result<(), ClientError> {
+        let State::Sasl(Sasl::ScramFirst(mut scram)) =
+            std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return Err(ClientError::Unexpected("SASL challenge".into()));
+        };
+        let server_first = decode(el)?;
+        let client_final = scram.handle_server_first(&server_first)?;
+        let response = Element::new("response", ns::SASL).with_text(BASE64.encode(client_final));
+        self.write(&response.to_bytes(ns::STREAM));
+        self.state = State::Sasl(Sasl::ScramFinal(scram));
+        self.pipeline_restart();
+        Ok(())
+    }
+
+    /// RFC 6120 §6.4.6: success; the SCRAM server signature must verify before
+    /// anything else is believed. Then the stream restarts.
+    fn success(&mut self, el: &Element) -> Result<(), ClientError> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Sasl(Sasl::Plain) => {}
+            State::Sasl(Sasl::ScramFinal(scram)) => scram.verify_server_final(&decode(el)?)?,
+            _ => return Err(ClientError::Unexpected("SASL success".into())),
+        }
+        self.learned.credentials_ok = true;
+        let rest = self.parser.take_unparsed();
+        self.parser = StreamParser::new(Default::default());
+        self.parser.feed(&rest);
+        if !self.sent_restart {
+            self.write_header(false);
+            self.sent_restart = true;
+        }
+        self.state = State::Restarted;
+        Ok(())
+    }
+
+    fn send_bind(&mut self) {
+        let bind = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", BIND_ID)
+            .with_child(Element::new("bind", ns::BIND).with_child(
+                Element::new("resource", ns::BIND).with_text(self.config.resource.clone()),
+            ));
+        self.write(&bind.to_bytes(ns::CLIENT));
+        self.sent_bind = true;
+        // Lockstep waits for the bind result before anything else.
+        if self.config.mode != Mode::Lockstep {
+            self.flush_queued();
+        }
+    }
+
+    fn flush_queued(&mut self) {
+        for stanza in std::mem::take(&mut self.queued) {
+            self.write(&stanza.to_bytes(ns::CLIENT));
+        }
+    }
+
+    fn bind_result(&mut self, iq: &Element) -> Result<(), ClientError> {
+        if iq.attr("type") != Some("result") {
+            let condition = iq
+                .get_child("error", ns::CLIENT)
+                .and_then(|e| e.children().next())
+                .map(|c| c.name().to_owned())
+                .unwrap_or_else(|| "unknown".into());
+            return Err(ClientError::Bind(condition));
+        }
+        let jid = iq
+            .get_child("bind", ns::BIND)
+            .and_then(|b| b.get_child("jid", ns::BIND))
+            .and_then(|j| Jid::parse(&j.text()).ok())
+            .ok_or_else(|| ClientError::Unexpected("bind result without a JID".into()))?;
+        self.state = State::Bound;
+        self.flush_queued();
+        self.events.push_back(ClientEvent::Bound(jid));
+        Ok(())
+    }
+
+    fn fail(&mut self, error: ClientError) {
+        if !matches!(self.state, State::Closed) {
+            if !matches!(error, ClientError::Tls(_)) {
+                self.write(b"</stream:stream>");
+            }
+            self.transport.close(&mut self.out);
+            self.finish(Some(error));
+        }
+    }
+
+    fn finish(&mut self, error: Option<ClientError>) {
+        self.state = State::Closed;
+        self.events.push_back(ClientEvent::Closed { error });
+    }
+
+    fn write_header(&mut self, declaration: bool) {
+        let header = format!(
+            "{}<stream:stream to='{}' xmlns='{}' xmlns:stream='{}' version='1.0'>",
+            if declaration {
+                "<?xml version='1.0'?>"
+            } else {
+                ""
+            },
+            escape_attr_value(self.config.jid.domain()),
+            ns::CLIENT,
+            ns::STREAM,
+        );
+        self.write(header.as_bytes());
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.transport.send(bytes, &mut self.out);
+    }
+}
+
+fn starttls_element() -> Element {
+    Element::new("starttls", ns::TLS)
+}
+
+fn decode(el: &Element) -> Result<Vec<u8>, ClientError> {
+    let text = el.text();
+    match text.trim() {
+        "" | "=" => Ok(Vec::new()),
+        b64 => BASE64
+            .decode(b64)
+            .map_err(|_| ClientError::Unexpected(format!("bad base64 in <{}/>", el.name()))),
+    }
+}
+
+/// The condition and text of a SASL `<failure/>` (RFC 6120 §6.5).
+fn auth_failure(el: &Element) -> ClientError {
+    let condition = el
+        .children()
+        .find(|c| c.name() != "text")
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let text = el.get_child("text", ns::SASL).map(|t| t.text());
+    ClientError::AuthFailed { condition, text }
+}
+
+/// The condition and text of a `<stream:error/>` (RFC 6120 §4.9).
+fn stream_error(el: &Element) -> ClientError {
+    let condition = el
+        .children()
+        .find(|c| c.ns() == ns::STREAM_ERRORS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let text = el.get_child("text", ns::STREAM_ERRORS).map(|t| t.text());
+    ClientError::Stream { condition, text }
+}

@@ -1,0 +1,191 @@
+//! The client state machine against the server core over an in-memory pair that
+//! counts round trips: the exact count per mode, mechanism and cache state.
+
+mod support;
+
+use pipit_proto::client::{
+    ClientConfig, ClientConnection, ClientError, ClientEvent, KnownServer, Mode,
+};
+use pipit_proto::jid::Jid;
+use pipit_proto::random::SeededRandom;
+use pipit_proto::sasl::Mechanism;
+use pipit_proto::server::{ConflictPolicy, Listener};
+use pipit_proto::xml::{Element, ns};
+use support::*;
+
+const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
+
+struct Run {
+    /// Round trips to the bound session, TCP connect included.
+    to_bound: usize,
+    /// Round trips until the message to oneself came back.
+    to_stanza: usize,
+    learned: KnownServer,
+}
+
+fn config(
+    mode: Mode,
+    mechanism: Option<Mechanism>,
+    known: Option<KnownServer>,
+    password: &str,
+) -> ClientConfig {
+    ClientConfig {
+        jid: Jid::parse("alice@localhost").unwrap(),
+        password: password.into(),
+        resource: "pair".into(),
+        mechanism,
+        mode,
+        tls: client_tls(TLS13),
+        server_name: "localhost".try_into().unwrap(),
+        known,
+    }
+}
+
+/// Moves flights between client and server until the self-message is back, counting
+/// a round trip for each flight the client sends and then waits on.
+fn run(config: ClientConfig, feed: Feed) -> Result<Run, ClientError> {
+    let listener = if config.mode == Mode::Direct {
+        Listener::DirectTls
+    } else {
+        Listener::StartTls
+    };
+    let mut server = Harness::new(listener, ConflictPolicy::Replace, feed);
+    let mut client = ClientConnection::new(config, Box::new(SeededRandom::new(3)))?;
+    let me = Element::new("message", ns::CLIENT)
+        .with_attr("to", "alice@localhost")
+        .with_child(Element::new("body", ns::CLIENT).with_text("to me"));
+    client.send_stanza(&me);
+    let mut round_trips = 1;
+    let mut to_bound = None;
+    loop {
+        let flight = client.take_output();
+        assert!(
+            !flight.is_empty(),
+            "the client is waiting with nothing sent"
+        );
+        round_trips += 1;
+        let answer = server.receive(&flight);
+        // The server's answer reaches the client cut the same way.
+        for chunk in feed.chunks(&answer) {
+            client.handle_input(chunk);
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::Bound(jid) => {
+                    assert_eq!(jid.to_string(), "alice@localhost/pair");
+                    to_bound = Some(round_trips);
+                }
+                ClientEvent::Stanza(s) if s.get_child("body", ns::CLIENT).is_some() => {
+                    return Ok(Run {
+                        to_bound: to_bound.expect("bound before stanzas"),
+                        to_stanza: round_trips,
+                        learned: client.learned().clone(),
+                    });
+                }
+                ClientEvent::Closed { error } => return Err(error.expect("closed with a reason")),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a first login teaches, for the pipelined ones.
+fn known(mechanism: Option<Mechanism>) -> KnownServer {
+    run(
+        config(Mode::Lockstep, mechanism, None, PASSWORD),
+        Feed::Whole,
+    )
+    .unwrap()
+    .learned
+}
+
+#[test]
+fn exact_round_trips_per_mode() {
+    for (mechanism, mode, expected_bound, expected_stanza) in [
+        (Mechanism::Plain, Mode::Lockstep, 8, 9),
+        (Mechanism::Plain, Mode::Pipelined, 4, 4),
+        (Mechanism::Plain, Mode::Stunt, 3, 3),
+        (Mechanism::Plain, Mode::Direct, 3, 3),
+        (Mechanism::ScramSha256, Mode::Lockstep, 9, 10),
+        (Mechanism::ScramSha256, Mode::Pipelined, 5, 5),
+        (Mechanism::ScramSha256, Mode::Stunt, 4, 4),
+        (Mechanism::ScramSha256, Mode::Direct, 4, 4),
+        (Mechanism::ScramSha256Plus, Mode::Stunt, 4, 4),
+    ] {
+        let cache = (mode != Mode::Lockstep).then(|| known(Some(mechanism)));
+        let got = run(config(mode, Some(mechanism), cache, PASSWORD), Feed::Whole).unwrap();
+        assert_eq!(
+            (got.to_bound, got.to_stanza),
+            (expected_bound, expected_stanza),
+            "{mode:?} {mechanism:?}"
+        );
+    }
+}
+
+#[test]
+fn without_grounds_the_client_waits() {
+    // Rule 9: no earlier success, so auth waits for the features, the restart for
+    // the success and bind for the new features: stunt + PLAIN takes 6, not 3.
+    let got = run(
+        config(Mode::Stunt, Some(Mechanism::Plain), None, PASSWORD),
+        Feed::Whole,
+    )
+    .unwrap();
+    assert_eq!(got.to_bound, 6);
+    assert!(got.learned.credentials_ok);
+    assert!(
+        got.learned
+            .mechanisms
+            .contains(&"SCRAM-SHA-256".to_string())
+    );
+}
+
+#[test]
+fn the_strongest_mechanism_is_picked_by_default() {
+    let learned = known(None);
+    let got = run(
+        config(Mode::Direct, None, Some(learned), PASSWORD),
+        Feed::Whole,
+    )
+    .unwrap();
+    // SCRAM-SHA-256-PLUS: one more round trip than PLAIN.
+    assert_eq!(got.to_bound, 4);
+}
+
+#[test]
+fn a_wrong_password_is_reported_not_hidden() {
+    let cache = known(Some(Mechanism::Plain));
+    for mechanism in [Mechanism::Plain, Mechanism::ScramSha256] {
+        let err = run(
+            config(Mode::Stunt, Some(mechanism), Some(cache.clone()), "wrong"),
+            Feed::Whole,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err,
+            ClientError::AuthFailed {
+                condition: "not-authorized".into(),
+                text: None
+            }
+        );
+    }
+}
+
+#[test]
+fn every_split_point_gives_the_same_login() {
+    let cache = known(Some(Mechanism::Plain));
+    for feed in Feed::all(1400) {
+        let got = run(
+            config(
+                Mode::Stunt,
+                Some(Mechanism::Plain),
+                Some(cache.clone()),
+                PASSWORD,
+            ),
+            feed,
+        )
+        .unwrap();
+        assert_eq!(got.to_bound, 3, "{feed:?}");
+    }
+}
