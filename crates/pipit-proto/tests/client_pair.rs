@@ -189,3 +189,19 @@ fn every_split_point_gives_the_same_login() {
         assert_eq!(got.to_bound, 3, "{feed:?}");
     }
 }
+
+#[test]
+fn a_cache_that_lacks_the_mechanism_is_not_trusted() {
+    let stale = KnownServer {
+        mechanisms: vec!["X-UNKNOWN".into()],
+        channel_bindings: Vec::new(),
+        credentials_ok: true,
+    };
+    let got = run(
+        config(Mode::Stunt, Some(Mechanism::Plain), Some(stale), PASSWORD),
+        Feed::Whole,
+    )
+    .unwrap();
+    // Auth waits for the real features; restart and bind still pipeline behind it.
+    assert_eq!(got.to_bound, 4);
+}

@@ -328,15 +328,22 @@ impl ClientConnection {
     fn tls_ready(&mut self) {
         self.write_header(true);
         self.state = State::Features;
-        if self.may_pipeline() {
-            let known = self.config.known.clone().unwrap_or_default();
-            self.learned = KnownServer {
-                credentials_ok: false,
-                ..known
-            };
-            if let Err(e) = self.authenticate() {
-                self.fail(e);
-            }
+        if !self.may_pipeline() {
+            return;
+        }
+        let known = self.config.known.clone().unwrap_or_default();
+        self.learned = KnownServer {
+            credentials_ok: false,
+            ..known
+        };
+        // Never pipeline past what the cached features promise: without a usable
+        // mechanism among them, wait for the real features.
+        if self.choose_mechanism().is_err() {
+            self.learned = KnownServer::default();
+            return;
+        }
+        if let Err(e) = self.authenticate() {
+            self.fail(e);
         }
     }
 
