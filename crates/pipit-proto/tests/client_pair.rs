@@ -21,6 +21,7 @@ struct Run {
     /// Round trips until the message to oneself came back.
     to_stanza: usize,
     learned: KnownServer,
+    mechanism: Option<Mechanism>,
 }
 
 fn config(
@@ -80,6 +81,7 @@ fn run(config: ClientConfig, feed: Feed) -> Result<Run, ClientError> {
                         to_bound: to_bound.expect("bound before stanzas"),
                         to_stanza: round_trips,
                         learned: client.learned().clone(),
+                        mechanism: client.mechanism(),
                     });
                 }
                 ClientEvent::Closed { error } => return Err(error.expect("closed with a reason")),
@@ -149,6 +151,7 @@ fn the_strongest_mechanism_is_picked_by_default() {
     )
     .unwrap();
     // SCRAM-SHA-256-PLUS: one more round trip than PLAIN.
+    assert_eq!(got.mechanism, Some(Mechanism::ScramSha256Plus));
     assert_eq!(got.to_bound, 4);
 }
 

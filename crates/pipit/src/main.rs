@@ -1,5 +1,7 @@
 //! `pipit`: run the server and manage its accounts.
 
+mod check;
+mod login;
 mod user;
 
 use std::net::SocketAddr;
@@ -29,6 +31,10 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// Log in to any XMPP server and report the round trips it took.
+    Login(login::LoginArgs),
+    /// Grade any XMPP server's support for each pipelined login form.
+    Check(check::CheckArgs),
 }
 
 /// Settings shared by every command; each overrides the `--config` file.
@@ -109,6 +115,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::User { command } => user::run(command).await,
+            Command::Login(args) => login::run(args).await,
+            Command::Check(args) => check::run(args).await,
         }
     })
 }

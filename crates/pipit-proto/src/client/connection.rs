@@ -81,6 +81,8 @@ pub struct ClientConnection {
     /// Stanzas the driver sent before the bind request went out.
     queued: Vec<Element>,
     learned: KnownServer,
+    /// The SASL mechanism used, once `<auth/>` has gone out.
+    mechanism: Option<Mechanism>,
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
 }
@@ -97,6 +99,7 @@ impl ClientConnection {
             sent_bind: false,
             queued: Vec::new(),
             learned: KnownServer::default(),
+            mechanism: None,
             out: Vec::new(),
             events: VecDeque::new(),
             config,
@@ -190,6 +193,11 @@ impl ClientConnection {
     /// TLS facts, once the handshake is done.
     pub fn tls_info(&self) -> Option<TlsInfo> {
         self.transport.info()
+    }
+
+    /// The SASL mechanism this login used, once chosen.
+    pub fn mechanism(&self) -> Option<Mechanism> {
+        self.mechanism
     }
 
     /// What this login learned about the server, to cache for the next one.
@@ -356,6 +364,7 @@ impl ClientConnection {
     /// on known ground, the restart and bind behind it.
     fn authenticate(&mut self) -> Result<(), ClientError> {
         let mechanism = self.choose_mechanism()?;
+        self.mechanism = Some(mechanism);
         let local = self.config.jid.local().unwrap_or_default().to_owned();
         let (initial, sasl) = if mechanism == Mechanism::Plain {
             (

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use pipit_proto::sasl::StoredCredentials;
 use pipit_server::{Config, Context, Server, Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 pub use pipit_testkit::*;
 
@@ -164,61 +164,22 @@ pub fn has(needle: &'static str) -> impl Fn(&Client) -> bool {
     move |c| c.text.contains(needle)
 }
 
-/// A TCP relay that delays each direction by `one_way`, preserving order and
-/// chunking, so a round trip through it takes twice that. The kernel here has no
-/// netem; this is the userspace stand-in.
+/// The latency relay of `pipit_client::relay` (each direction delayed by half the
+/// round trip), started with the one-way delay these tests think in. Stops when
+/// dropped.
 pub struct Relay {
     pub addr: SocketAddr,
+    _relay: pipit_client::relay::Relay,
 }
 
 impl Relay {
     pub async fn start(upstream: SocketAddr, one_way: Duration) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((down, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let Ok(up) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = down.set_nodelay(true);
-                    let _ = up.set_nodelay(true);
-                    let (down_r, down_w) = down.into_split();
-                    let (up_r, up_w) = up.into_split();
-                    tokio::spawn(pump(down_r, up_w, one_way));
-                    tokio::spawn(pump(up_r, down_w, one_way));
-                });
-            }
-        });
-        Relay { addr }
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    tokio::spawn(async move {
-        while let Some((due, data)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&data).await.is_err() {
-                return;
-            }
-        }
-        let _ = to.shutdown().await;
-    });
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let due = tokio::time::Instant::now() + delay;
-                if tx.send((due, buf[..n].to_vec())).is_err() {
-                    return;
-                }
-            }
+        let relay = pipit_client::relay::Relay::start(upstream, 2 * one_way)
+            .await
+            .unwrap();
+        Relay {
+            addr: relay.addr(),
+            _relay: relay,
         }
     }
 }

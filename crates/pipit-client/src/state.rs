@@ -1,0 +1,245 @@
+//! What earlier logins learned, per (server address, account): the grounds on which a
+//! later login may pipeline (DESIGN.md rule 9). Kept in memory, or in a JSON file.
+//!
+//! The file holds the server's SASL mechanisms, its channel-binding types and
+//! whether these credentials succeeded there. Never the password, and never a TLS
+//! session ticket (see [`crate::tls`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pipit_proto::client::KnownServer;
+use pipit_proto::jid::Jid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The file format's version.
+const VERSION: u32 = 1;
+
+/// A shared handle on the learned facts; clones share them. Logins read it before
+/// they start and update it after they succeed.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    path: Option<PathBuf>,
+    file: StateFile,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    servers: Vec<Entry>,
+}
+
+impl Default for StateFile {
+    fn default() -> Self {
+        StateFile {
+            version: VERSION,
+            servers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    /// The server address as configured (`host:port` of the STARTTLS port).
+    server: String,
+    /// The account, bare.
+    jid: String,
+    mechanisms: Vec<String>,
+    channel_bindings: Vec<String>,
+    credentials_ok: bool,
+}
+
+impl State {
+    /// Facts kept for this process only.
+    pub fn in_memory() -> State {
+        State::default()
+    }
+
+    /// Facts kept in a JSON file: read now if it exists, written after each change.
+    pub fn open(path: impl Into<PathBuf>) -> Result<State, Error> {
+        let path = path.into();
+        let file = match std::fs::read(&path) {
+            Ok(data) => parse(&path, &data)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => return Err(state_error(&path, e)),
+        };
+        Ok(State {
+            inner: Arc::new(Mutex::new(Inner {
+                path: Some(path),
+                file,
+            })),
+        })
+    }
+
+    /// The file behind this state, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.lock().path.clone()
+    }
+
+    /// What is known about `server` for `jid`.
+    pub fn known(&self, server: &str, jid: &Jid) -> Option<KnownServer> {
+        let jid = jid.to_bare().to_string();
+        self.lock()
+            .file
+            .servers
+            .iter()
+            .find(|e| e.server == server && e.jid == jid)
+            .map(|e| KnownServer {
+                mechanisms: e.mechanisms.clone(),
+                channel_bindings: e.channel_bindings.clone(),
+                credentials_ok: e.credentials_ok,
+            })
+    }
+
+    /// Records what a login learned, and saves the file.
+    pub fn remember(&self, server: &str, jid: &Jid, known: &KnownServer) -> Result<(), Error> {
+        let entry = Entry {
+            server: server.to_owned(),
+            jid: jid.to_bare().to_string(),
+            mechanisms: known.mechanisms.clone(),
+            channel_bindings: known.channel_bindings.clone(),
+            credentials_ok: known.credentials_ok,
+        };
+        let mut inner = self.lock();
+        let servers = &mut inner.file.servers;
+        match servers
+            .iter_mut()
+            .find(|e| e.server == entry.server && e.jid == entry.jid)
+        {
+            Some(old) => *old = entry,
+            None => servers.push(entry),
+        }
+        inner.save()
+    }
+
+    /// The credentials failed: no longer grounds to pipeline (rule 9). The server
+    /// facts stay.
+    pub fn forget_credentials(&self, server: &str, jid: &Jid) -> Result<(), Error> {
+        let jid = jid.to_bare().to_string();
+        let mut inner = self.lock();
+        let mut changed = false;
+        for e in inner.file.servers.iter_mut() {
+            if e.server == server && e.jid == jid && e.credentials_ok {
+                e.credentials_ok = false;
+                changed = true;
+            }
+        }
+        if changed { inner.save() } else { Ok(()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The data stays consistent whatever a panicking holder did: each change is
+        // one assignment.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// Writes the file whole (to a temporary file, then renamed over it).
+    fn save(&self) -> Result<(), Error> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut json = serde_json::to_vec_pretty(&self.file)
+            .map_err(|e| state_error(path, std::io::Error::other(e)))?;
+        json.push(b'\n');
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, &json).map_err(|e| state_error(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))
+    }
+}
+
+fn parse(path: &Path, data: &[u8]) -> Result<StateFile, Error> {
+    let file: StateFile = serde_json::from_slice(data).map_err(|e| Error::State {
+        path: path.to_owned(),
+        message: format!("not a Pipit state file: {e}"),
+    })?;
+    if file.version != VERSION {
+        return Err(Error::State {
+            path: path.to_owned(),
+            message: format!(
+                "format version {} (this client reads {VERSION})",
+                file.version
+            ),
+        });
+    }
+    Ok(file)
+}
+
+fn state_error(path: &Path, e: std::io::Error) -> Error {
+    Error::State {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Jid {
+        Jid::parse("alice@example.org").unwrap()
+    }
+
+    fn facts() -> KnownServer {
+        KnownServer {
+            mechanisms: vec!["SCRAM-SHA-256".into(), "PLAIN".into()],
+            channel_bindings: vec!["tls-exporter".into()],
+            credentials_ok: true,
+        }
+    }
+
+    #[test]
+    fn facts_survive_a_reopen_and_are_keyed_by_server_and_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = State::open(&path).unwrap();
+        assert_eq!(state.known("example.org:5222", &alice()), None);
+        state
+            .remember("example.org:5222", &alice(), &facts())
+            .unwrap();
+
+        let again = State::open(&path).unwrap();
+        assert_eq!(again.known("example.org:5222", &alice()), Some(facts()));
+        assert_eq!(again.known("other.org:5222", &alice()), None);
+        let bob = Jid::parse("bob@example.org").unwrap();
+        assert_eq!(again.known("example.org:5222", &bob), None);
+        // A full JID finds its account's facts.
+        let phone = alice().with_resource("phone").unwrap();
+        assert_eq!(again.known("example.org:5222", &phone), Some(facts()));
+    }
+
+    #[test]
+    fn failed_credentials_are_no_longer_grounds() {
+        let state = State::in_memory();
+        state
+            .remember("example.org:5222", &alice(), &facts())
+            .unwrap();
+        state
+            .forget_credentials("example.org:5222", &alice())
+            .unwrap();
+        let known = state.known("example.org:5222", &alice()).unwrap();
+        assert!(!known.credentials_ok);
+        assert_eq!(known.mechanisms, facts().mechanisms);
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_file_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(matches!(State::open(&path), Err(Error::State { .. })));
+        std::fs::write(&path, r#"{"version": 9, "servers": []}"#).unwrap();
+        let err = State::open(&path).unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+    }
+}
