@@ -100,6 +100,7 @@ def main():
         sys.exit("build first: cargo build --release")
     subprocess.run([PEERS / "install"], check=True)
     work = Path(tempfile.mkdtemp(prefix="pipit-report-"))
+    work.chmod(0o755)  # the peers run as their own system users
     servers = []
     try:
         servers.append(start_pipit(work))
@@ -149,6 +150,16 @@ def write(servers, checks, logins):
     all_checks = list(dict.fromkeys(c for n in names for c in checks[n]))
     for c in all_checks:
         lines.append(f"| `{c}` | " + " | ".join(cell(checks[n].get(c)) for n in names) + " |")
+    passed = [sum(1 for f in checks[n].values() if f["result"] == "pass") for n in names]
+    lines.append("| **passed** | " + " | ".join(
+        f"**{p} of {len(checks[n])}**" for p, n in zip(passed, names)) + " |")
+    lines += [
+        "",
+        "A `SECURITY` failure of `plaintext-after-starttls-ignored` means the server",
+        "answered, as XMPP, bytes that arrived in plaintext behind `<starttls/>` (the",
+        "STARTTLS command-injection class, CVE-2011-0411): the probe sends a decoy",
+        "password there, and any XMPP reply proves the bytes were parsed.",
+    ]
     lines += [
         "",
         f"## `pipit login --mode all --rtt {RTT}`: round trips and time",
@@ -179,8 +190,9 @@ def write(servers, checks, logins):
                     row.append(f"failed: {r.get('error', '')}")
                 else:
                     resumed = ", resumed" if r.get("resumed") else ""
-                    row.append(f"{r['round_trips']} RTT, {r['login_ms']} ms "
-                               f"(first stanza {r['first_stanza_ms']} ms; {r['tls']}{resumed})")
+                    row.append(f"{r['round_trips']} RTT, {round(r['login_ms'])} ms "
+                               f"(first stanza {round(r['first_stanza_ms'])} ms; "
+                               f"{r['tls']}{resumed})")
             lines.append(f"| {mode} | " + " | ".join(row) + " |")
         lines.append("")
     out = ROOT / "docs" / "pipelining.md"

@@ -35,7 +35,8 @@ ensure_ports_free() {
     done
 }
 
-# A self-signed ECDSA P-256 certificate for `localhost` (the kind Pipit generates):
+# A self-signed ECDSA P-256 certificate for `localhost` (the kind Pipit generates), an
+# end-entity certificate (CA:FALSE) so that webpki-based clients accept it as pinned:
 # DIR/cert.pem and DIR/key.pem, made once and kept.
 make_cert() {
     local dir=$1
@@ -45,7 +46,10 @@ make_cert() {
     log "generating a self-signed ECDSA P-256 certificate for localhost in $dir"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 3650 -sha256 \
-        -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -addext basicConstraints=critical,CA:FALSE \
+        -addext keyUsage=critical,digitalSignature \
+        -addext extendedKeyUsage=serverAuth 2>/dev/null \
         || die "openssl could not make a certificate"
 }
 
