@@ -55,7 +55,7 @@ pub use pipit_proto::jid::Jid;
 pub use pipit_proto::sasl::Mechanism;
 pub use session::{Report, Session};
 pub use state::State;
-pub use tls::TlsSettings;
+pub use tls::{TlsBuilder, TlsSettings};
 
 /// XML elements and namespaces, for building and reading stanzas.
 pub mod xml {

@@ -31,7 +31,7 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Trusts the public web PKI (Mozilla's roots, from `webpki-roots`).
+    /// Trusts the system's CA bundle (Mozilla's roots where none is found).
     pub fn new() -> Result<TlsSettings, Error> {
         TlsSettings::builder().build()
     }
@@ -69,8 +69,41 @@ impl TlsSettings {
     }
 }
 
+/// Where the system's CA bundle usually is (Debian/Ubuntu, Fedora/RHEL, Alpine/BSD, SUSE).
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+/// The public roots: the system bundle (`SSL_CERT_FILE` first), else Mozilla's roots
+/// from `webpki-roots`; and where they came from.
+fn public_roots() -> (RootCertStore, String) {
+    let candidates = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from));
+    for path in candidates.filter(|p| p.is_file()) {
+        let Ok(data) = std::fs::read(&path) else {
+            continue;
+        };
+        let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+            .filter_map(Result::ok)
+            .collect();
+        let mut roots = RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added > 0 {
+            return (roots, format!("the system CA bundle {}", path.display()));
+        }
+    }
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    (roots, "Mozilla's roots (webpki-roots)".into())
+}
+
 /// Builds [`TlsSettings`]; see [`TlsSettings::builder`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TlsBuilder {
     public_roots: bool,
     extra: Vec<CertificateDer<'static>>,
@@ -123,31 +156,59 @@ impl TlsBuilder {
 
     /// TLS 1.3 and 1.2 with the ring provider.
     pub fn build(self) -> Result<TlsSettings, Error> {
+        let config = self.client_config(rustls::DEFAULT_VERSIONS)?;
+        Ok(TlsSettings::from_rustls(Arc::new(config)))
+    }
+
+    /// A plain rustls configuration for `versions` with this trust (no ALPN, the
+    /// default session cache), for callers that need to vary versions or resumption.
+    pub fn client_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<rustls::ClientConfig, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| Error::TlsSettings(e.to_string()))?;
-        let config = if self.accept_any {
-            builder
+        if self.accept_any {
+            return Ok(builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCertificate(provider)))
-                .with_no_client_auth()
+                .with_no_client_auth());
+        }
+        let mut roots = if self.public_roots {
+            public_roots().0
         } else {
-            let mut roots = RootCertStore::empty();
-            if self.public_roots {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-            for cert in self.extra {
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::TlsSettings(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(Error::TlsSettings("no CA certificate to trust".into()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            RootCertStore::empty()
         };
-        Ok(TlsSettings::from_rustls(Arc::new(config)))
+        for cert in &self.extra {
+            roots
+                .add(cert.clone())
+                .map_err(|e| Error::TlsSettings(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::TlsSettings("no CA certificate to trust".into()));
+        }
+        Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    }
+
+    /// What these settings trust, in words, for reports.
+    pub fn describe(&self) -> String {
+        match (self.accept_any, self.public_roots, self.extra.len()) {
+            (true, _, _) => {
+                "certificates NOT verified (insecure): any server could be answering".into()
+            }
+            (false, true, 0) => format!("trusting {}", public_roots().1),
+            (false, true, n) => {
+                format!("trusting {} and {n} added certificate(s)", public_roots().1)
+            }
+            (false, false, n) => format!("trusting {n} given certificate(s) only"),
+        }
+    }
+
+    /// Whether certificate verification is off.
+    pub fn is_insecure(&self) -> bool {
+        self.accept_any
     }
 }
 

@@ -232,7 +232,7 @@ fn usage_mistakes_say_what_to_fix() {
         "--ca",
         "/nonexistent/ca.pem",
     ]);
-    assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
+    assert!(err.contains("/nonexistent/ca.pem: No such file"), "{err}");
 }
 
 /// A fake server on port 0: `serve` runs on every connection, each in its own thread.

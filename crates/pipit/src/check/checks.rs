@@ -576,9 +576,13 @@ pub async fn resumption(
         ("tls12-resumption", "TLS 1.2")
     };
     let store = CountingStore::new();
-    let config = target
+    let config = match target
         .trust
-        .config(&[version], false, Some(std::sync::Arc::clone(&store)));
+        .config(&[version], false, Some(std::sync::Arc::clone(&store)))
+    {
+        Ok(config) => config,
+        Err(e) => return Finding::new(check, Verdict::Fail, e.to_string()),
+    };
     let scoped = Target {
         tls: config,
         ..target.clone()

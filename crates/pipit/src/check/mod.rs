@@ -154,13 +154,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             password: args.password.clone(),
         },
         server_name,
-        tls: trust.config(&versions, false, None),
-        direct: trust.config(&versions, true, None),
+        tls: trust.config(&versions, false, None)?,
+        direct: trust.config(&versions, true, None)?,
         trust,
         timeout: Duration::from_secs(args.timeout),
         learned: Learned::default(),
     };
-    if args.json && matches!(target.trust, Trust::Insecure) {
+    if args.json && target.trust.is_insecure() {
         eprintln!("pipit check: {}", target.trust.describe());
     }
 
