@@ -105,8 +105,16 @@ async fn drive(
                 };
                 conn.provide_credentials(credentials);
             }
-            Event::Authenticated { jid, mechanism } => {
-                tracing::debug!("{jid} authenticated with {}", mechanism.name());
+            Event::Authenticated {
+                jid,
+                mechanism,
+                user_agent,
+            } => {
+                tracing::debug!(
+                    "{jid} authenticated with {} (user agent {})",
+                    mechanism.name(),
+                    user_agent.as_deref().unwrap_or("not given")
+                );
             }
             Event::BindRequest { jid, resource } => {
                 let result = ctx.router.bind(

@@ -14,6 +14,7 @@ use crate::sasl::{
 };
 use crate::server::config::ServerConfig;
 use crate::server::features::{self, Stage};
+use crate::server::sasl2::{self, Authenticate};
 use crate::stanza::{StanzaError, error_reply, is_stanza};
 use crate::transport::{TlsInfo, Transport};
 use crate::xml::{Element, StreamEvent, StreamHeader, StreamParser, escape_attr_value, ns};
@@ -45,6 +46,8 @@ pub enum Event {
         jid: Jid,
         /// The mechanism used.
         mechanism: Mechanism,
+        /// The SASL2 user-agent id (XEP-0388 §2.3), if the client sent one.
+        user_agent: Option<String>,
     },
     /// The client asks to bind a resource (`None`: the server picks). Answer with
     /// [`ServerConnection::complete_bind`]; input is held until then.
@@ -78,6 +81,12 @@ enum State {
         /// The id of the bind iq, for the answer.
         id: String,
     },
+    /// SASL2 succeeded with an inline Bind2 request (XEP-0386); the `<success/>`
+    /// goes out once the driver has bound the resource.
+    Bind2 {
+        /// The SASL additional data for `<success/>`.
+        additional_data: Option<Vec<u8>>,
+    },
     /// Finished; input is ignored.
     Closed,
 }
@@ -86,6 +95,23 @@ struct SaslExchange {
     session: ServerSession,
     mechanism: Mechanism,
     username: String,
+    profile: Profile,
+}
+
+/// Which SASL profile the exchange speaks: RFC 6120's, or XEP-0388's (SASL2).
+#[derive(Clone, Debug)]
+enum Profile {
+    Sasl1,
+    Sasl2(Authenticate),
+}
+
+impl Profile {
+    fn ns(&self) -> &'static str {
+        match self {
+            Profile::Sasl1 => ns::SASL,
+            Profile::Sasl2(_) => ns::SASL2,
+        }
+    }
 }
 
 /// The server side of one c2s connection: bytes in, bytes and [`Event`]s out.
@@ -114,6 +140,8 @@ pub struct ServerConnection {
     /// The last SASL attempt failed and no stream has been opened since: a stream
     /// header arriving inside the stream is the client's pipelined restart (rule 5).
     restart_after_failure: bool,
+    /// XEP-0509: the config version advertised with this stream's SASL features.
+    config_version: Option<String>,
     out: Vec<u8>,
     events: VecDeque<Event>,
 }
@@ -133,6 +161,7 @@ impl ServerConnection {
             bound: None,
             header_sent: false,
             restart_after_failure: false,
+            config_version: None,
             out: Vec::new(),
             events: VecDeque::new(),
         };
@@ -202,8 +231,31 @@ impl ServerConnection {
     /// Answers [`Event::BindRequest`] with the full JID bound, or the stanza error
     /// (`conflict` under the refuse policy).
     pub fn complete_bind(&mut self, result: Result<Jid, StanzaError>) {
-        let State::Binding { id } = std::mem::replace(&mut self.state, State::Open) else {
-            return;
+        let id = match std::mem::replace(&mut self.state, State::Open) {
+            State::Binding { id } => id,
+            State::Bind2 { additional_data } => {
+                // XEP-0386 §3: on success the full JID is the authorization identifier;
+                // if binding failed the session is still authenticated and the
+                // client may bind the RFC 6120 way.
+                let identity = result
+                    .as_ref()
+                    .ok()
+                    .or(self.authenticated.as_ref())
+                    .cloned();
+                if let Some(identity) = identity {
+                    let bound = result.is_ok();
+                    let success = sasl2::success(additional_data.as_deref(), &identity, bound);
+                    self.write_element_in(&success, ns::STREAM);
+                }
+                self.bound = result.ok();
+                self.process();
+                self.transport.flush(&mut self.out);
+                return;
+            }
+            other => {
+                self.state = other;
+                return;
+            }
         };
         let request = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
@@ -289,7 +341,10 @@ impl ServerConnection {
         loop {
             if matches!(
                 self.state,
-                State::SaslCredentials(_) | State::Binding { .. } | State::Closed
+                State::SaslCredentials(_)
+                    | State::Binding { .. }
+                    | State::Bind2 { .. }
+                    | State::Closed
             ) {
                 return;
             }
@@ -377,7 +432,17 @@ impl ServerConnection {
                 policy: self.config.conflict_policy,
             }
         };
-        let features = features::features(stage);
+        let auth_stage = matches!(stage, Stage::Auth { .. });
+        let mut features = features::features(stage);
+        if auth_stage {
+            let version = features::config_version(&features);
+            features.append_child(
+                Element::new("config-version", ns::IAP)
+                    .with_attr("scheme", "opaque")
+                    .with_attr("value", version.clone()),
+            );
+            self.config_version = Some(version);
+        }
         self.write_stream_level(&features);
         Ok(())
     }
@@ -386,10 +451,15 @@ impl ServerConnection {
         match (el.ns(), el.name()) {
             (ns::TLS, "starttls") => self.starttls(),
             (ns::SASL, "auth") => self.auth(&el),
-            (ns::SASL, "response") => self.sasl_response(&el),
-            (ns::SASL, "abort") => {
-                self.state = State::Open;
-                self.sasl_failure(SaslError::Aborted);
+            (ns::SASL2, "authenticate") => self.authenticate2(&el),
+            (ns::SASL | ns::SASL2, "response") => self.sasl_response(&el),
+            (ns::SASL | ns::SASL2, "abort") => {
+                let profile = match std::mem::replace(&mut self.state, State::Open) {
+                    State::SaslChallenge(exchange) => exchange.profile,
+                    _ if el.ns() == ns::SASL2 => Profile::Sasl2(Authenticate::default()),
+                    _ => Profile::Sasl1,
+                };
+                self.sasl_failure(&profile, SaslError::Aborted);
                 Ok(())
             }
             _ if is_stanza(&el) => self.stanza(el),
@@ -418,35 +488,76 @@ impl ServerConnection {
 
     /// RFC 6120 §6.4.2: the client picks a mechanism.
     fn auth(&mut self, el: &Element) -> Result<(), StreamError> {
+        let initial = decode_sasl_payload(&el.text());
+        self.start_sasl(el.attr("mechanism"), initial, Profile::Sasl1)
+    }
+
+    /// XEP-0388 §2.3: SASL2 `<authenticate/>`, with its inline requests.
+    fn authenticate2(&mut self, el: &Element) -> Result<(), StreamError> {
+        let Some(request) = Authenticate::parse(el) else {
+            let error = SaslError::MalformedRequest("no mechanism".into());
+            self.write_element_in(&sasl2::failure(&error, None), ns::STREAM);
+            return Ok(());
+        };
+        // XEP-0509 §3.2: a request pipelined against another configuration is
+        // refused without prejudice: no failed login is counted, and the client,
+        // which has the new features by now, retries.
+        if request
+            .config_version
+            .as_ref()
+            .is_some_and(|v| Some(v) != self.config_version.as_ref())
+        {
+            let mismatch = Element::new("config-version-mismatch", ns::IAP);
+            let failure = sasl2::failure(&SaslError::Aborted, Some(mismatch));
+            self.write_element_in(&failure, ns::STREAM);
+            return Ok(());
+        }
+        let initial = match &request.initial_response {
+            Some(text) => decode_sasl_payload(text).map(|d| Some(d.unwrap_or_default())),
+            None => Ok(None),
+        };
+        let mechanism = request.mechanism.clone();
+        self.start_sasl(Some(&mechanism), initial, Profile::Sasl2(request))
+    }
+
+    /// Starts an exchange in either profile.
+    fn start_sasl(
+        &mut self,
+        mechanism: Option<&str>,
+        initial: Result<Option<Vec<u8>>, SaslError>,
+        profile: Profile,
+    ) -> Result<(), StreamError> {
         if self.authenticated.is_some() {
             return Err(StreamError::PolicyViolation("already authenticated".into()));
         }
         if !matches!(self.state, State::Open) {
             self.state = State::Open;
-            self.sasl_failure(SaslError::MalformedRequest("exchange in progress".into()));
+            let error = SaslError::MalformedRequest("exchange in progress".into());
+            self.sasl_failure(&profile, error);
             return Ok(());
         }
         if !self.transport.is_tls() {
             // RFC 6120 §6.5.3: no authentication before TLS, on either port.
-            self.write_element_in(&sasl_failure_element("encryption-required"), ns::STREAM);
+            let failure = Element::new("failure", profile.ns())
+                .with_child(Element::new("encryption-required", ns::SASL));
+            self.write_element_in(&failure, ns::STREAM);
             return Ok(());
         }
         let bindings = self
             .transport
             .channel_bindings(self.config.end_point_hash.as_deref());
         let offered: Vec<_> = bindings.iter().map(|(t, _)| *t).collect();
-        let Some(mechanism) = el
-            .attr("mechanism")
+        let Some(mechanism) = mechanism
             .and_then(Mechanism::from_name)
             .filter(|m| features::offered_mechanisms(&offered).contains(m))
         else {
-            self.sasl_failure(SaslError::InvalidMechanism);
+            self.sasl_failure(&profile, SaslError::InvalidMechanism);
             return Ok(());
         };
-        let initial = match decode_sasl_payload(&el.text()) {
+        let initial = match initial {
             Ok(initial) => initial,
             Err(e) => {
-                self.sasl_failure(e);
+                self.sasl_failure(&profile, e);
                 return Ok(());
             }
         };
@@ -461,10 +572,11 @@ impl ServerConnection {
                     session,
                     mechanism,
                     username: String::new(),
+                    profile,
                 };
                 self.sasl_continue(exchange, Ok(step));
             }
-            Err(e) => self.sasl_failure(e),
+            Err(e) => self.sasl_failure(&profile, e),
         }
         Ok(())
     }
@@ -472,9 +584,13 @@ impl ServerConnection {
     fn sasl_response(&mut self, el: &Element) -> Result<(), StreamError> {
         let State::SaslChallenge(mut exchange) = std::mem::replace(&mut self.state, State::Open)
         else {
-            self.sasl_failure(SaslError::MalformedRequest(
-                "no exchange in progress".into(),
-            ));
+            let profile = if el.ns() == ns::SASL2 {
+                Profile::Sasl2(Authenticate::default())
+            } else {
+                Profile::Sasl1
+            };
+            let error = SaslError::MalformedRequest("no exchange in progress".into());
+            self.sasl_failure(&profile, error);
             return Ok(());
         };
         let step = match decode_sasl_payload(&el.text()) {
@@ -490,8 +606,8 @@ impl ServerConnection {
         let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
         match step {
             Ok(Step::Challenge(data)) => {
-                let challenge =
-                    Element::new("challenge", ns::SASL).with_text(encode_sasl_payload(&data));
+                let challenge = Element::new("challenge", exchange.profile.ns())
+                    .with_text(encode_sasl_payload(&data));
                 self.write_element_in(&challenge, ns::STREAM);
                 self.state = State::SaslChallenge(exchange);
             }
@@ -506,7 +622,7 @@ impl ServerConnection {
                 let own = Jid::bare(&username, &domain).ok();
                 if authzid.is_some_and(|a| Jid::parse(&a).ok() != own) {
                     self.state = State::Open;
-                    return self.sasl_failure(SaslError::InvalidAuthzid);
+                    return self.sasl_failure(&exchange.profile, SaslError::InvalidAuthzid);
                 }
                 exchange.username = username.clone();
                 self.events
@@ -516,44 +632,82 @@ impl ServerConnection {
             Ok(Step::Success { additional_data }) => {
                 let Ok(jid) = Jid::bare(&exchange.username, &domain) else {
                     self.state = State::Open;
-                    return self.sasl_failure(SaslError::NotAuthorized);
+                    return self.sasl_failure(&exchange.profile, SaslError::NotAuthorized);
                 };
-                let text = additional_data
-                    .as_deref()
-                    .map(encode_sasl_payload)
-                    .unwrap_or_default();
-                self.write_element_in(
-                    &Element::new("success", ns::SASL).with_text(text),
-                    ns::STREAM,
-                );
+                let user_agent = match &exchange.profile {
+                    Profile::Sasl2(request) => request.user_agent.clone(),
+                    Profile::Sasl1 => None,
+                };
                 self.events.push_back(Event::Authenticated {
                     jid: jid.clone(),
                     mechanism: exchange.mechanism,
+                    user_agent,
                 });
-                self.authenticated = Some(jid);
-                self.restart();
+                self.authenticated = Some(jid.clone());
+                match exchange.profile {
+                    Profile::Sasl1 => {
+                        let text = additional_data
+                            .as_deref()
+                            .map(encode_sasl_payload)
+                            .unwrap_or_default();
+                        self.write_element_in(
+                            &Element::new("success", ns::SASL).with_text(text),
+                            ns::STREAM,
+                        );
+                        self.restart();
+                    }
+                    // XEP-0388 §2.6.1: no stream restart after SASL2.
+                    Profile::Sasl2(request) => match request.bind {
+                        Some(tag) => self.bind2(jid, tag.as_deref(), additional_data),
+                        None => {
+                            let success = sasl2::success(additional_data.as_deref(), &jid, false);
+                            self.write_element_in(&success, ns::STREAM);
+                            self.state = State::Open;
+                        }
+                    },
+                }
             }
             Err(e) => {
                 self.state = State::Open;
-                self.sasl_failure(e);
+                self.sasl_failure(&exchange.profile, e);
             }
         }
     }
 
-    /// RFC 6120 §6.4.5: `<failure/>`. The client may retry on this stream; if it had
-    /// pipelined a restart, that header is taken as a restart of the unauthenticated
-    /// stream (DESIGN.md rule 5).
-    fn sasl_failure(&mut self, error: SaslError) {
-        let mut failure = sasl_failure_element(error.condition());
-        // A malformed request says what was wrong (RFC 6120 §6.4.5 allows <text/>);
-        // other failures say nothing an attacker could learn from.
-        if let SaslError::MalformedRequest(why) = &error {
-            failure.append_child(
-                Element::new("text", ns::SASL)
-                    .with_attr("xml:lang", "en")
-                    .with_text(why.clone()),
-            );
-        }
+    /// XEP-0386 §3: inline Bind2. The resource is the client's tag and a random part;
+    /// the driver binds it (under the conflict policy, which a random part makes moot)
+    /// and the SASL2 `<success/>` reports the full JID.
+    fn bind2(&mut self, jid: Jid, tag: Option<&str>, additional_data: Option<Vec<u8>>) {
+        let random_part = self.random.hex(4);
+        let resource =
+            prep_resource(&sasl2::bind2_resource(tag, &random_part)).unwrap_or(random_part);
+        self.events.push_back(Event::BindRequest {
+            jid,
+            resource: Some(resource),
+        });
+        self.state = State::Bind2 { additional_data };
+    }
+
+    /// RFC 6120 §6.4.5 / XEP-0388 §2.6.2: `<failure/>`. The client may retry on this
+    /// stream; if it had pipelined a SASL1 restart, that header is taken as a restart
+    /// of the unauthenticated stream (DESIGN.md rule 5).
+    fn sasl_failure(&mut self, profile: &Profile, error: SaslError) {
+        let failure = match profile {
+            Profile::Sasl2(_) => sasl2::failure(&error, None),
+            Profile::Sasl1 => {
+                let mut failure = sasl_failure_element(error.condition());
+                // A malformed request says what was wrong (RFC 6120 §6.4.5 allows
+                // <text/>); other failures say nothing an attacker could learn from.
+                if let SaslError::MalformedRequest(why) = &error {
+                    failure.append_child(
+                        Element::new("text", ns::SASL)
+                            .with_attr("xml:lang", "en")
+                            .with_text(why.clone()),
+                    );
+                }
+                failure
+            }
+        };
         self.write_element_in(&failure, ns::STREAM);
         self.restart_after_failure = true;
     }

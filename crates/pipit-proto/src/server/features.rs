@@ -31,6 +31,16 @@ pub(crate) fn offered_mechanisms(channel_bindings: &[ChannelBindingType]) -> Vec
         .collect()
 }
 
+/// XEP-0509 §3.3: an opaque config version, a hash of the features as rendered
+/// (without the version itself). Any change to what is offered changes it, so a
+/// client that pipelined against stale features is refused and retries.
+pub(crate) fn config_version(features: &Element) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(features.to_bytes(ns::STREAM));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12])
+}
+
 /// Builds the features element for `stage`.
 pub(crate) fn features(stage: Stage<'_>) -> Element {
     let mut features = Element::new("features", ns::STREAM);
@@ -47,6 +57,17 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                 mechanisms.append_child(Element::new("mechanism", ns::SASL).with_text(mech.name()));
             }
             features.append_child(mechanisms);
+            // XEP-0388 §2.1: the same mechanisms through SASL2, with Bind2 inline
+            // (XEP-0386 §2), so a client can authenticate and bind in one flight.
+            let mut authentication = Element::new("authentication", ns::SASL2);
+            for mech in offered_mechanisms(channel_bindings) {
+                authentication
+                    .append_child(Element::new("mechanism", ns::SASL2).with_text(mech.name()));
+            }
+            authentication.append_child(
+                Element::new("inline", ns::SASL2).with_child(Element::new("bind", ns::BIND2)),
+            );
+            features.append_child(authentication);
             if !channel_bindings.is_empty() {
                 // XEP-0440 §3: advertise the channel-binding types we support.
                 let mut cb = Element::new("sasl-channel-binding", ns::SASL_CB);

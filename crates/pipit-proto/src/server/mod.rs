@@ -7,6 +7,7 @@
 mod config;
 mod connection;
 mod features;
+mod sasl2;
 
 pub use config::{ConflictPolicy, ServerConfig};
 pub use connection::{Event, Listener, ServerConnection};

@@ -29,3 +29,13 @@ pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
 /// The namespace bound to the reserved `xmlns` prefix; never declarable (Namespaces in XML 1.0 §3).
 pub(super) const XMLNS: &str = "http://www.w3.org/2000/xmlns/";
+/// XEP-0388 Extensible SASL Profile (SASL2).
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0386 Bind 2.
+pub const BIND2: &str = "urn:xmpp:bind:0";
+/// XEP-0509 Initial Authentication Pipelining.
+pub const IAP: &str = "urn:xmpp:iap:0";
+/// XEP-0484 Fast Authentication Streamlining Tokens.
+pub const FAST: &str = "urn:xmpp:fast:0";
+/// XEP-0198 Stream Management.
+pub const SM: &str = "urn:xmpp:sm:3";
