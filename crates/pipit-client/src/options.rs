@@ -113,6 +113,7 @@ impl LoginOptions {
             tls: Arc::clone(self.tls.rustls_config(self.mode)),
             server_name,
             known: self.state.known(&self.server, &jid),
+            user_agent: Some(self.state.user_agent()),
             jid,
         })
     }

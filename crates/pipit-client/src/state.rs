@@ -33,6 +33,9 @@ struct Inner {
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
+    /// This installation's SASL2 user-agent id (XEP-0388 §2.3), made on first use.
+    #[serde(default)]
+    user_agent: Option<String>,
     servers: Vec<Entry>,
 }
 
@@ -40,6 +43,7 @@ impl Default for StateFile {
     fn default() -> Self {
         StateFile {
             version: VERSION,
+            user_agent: None,
             servers: Vec::new(),
         }
     }
@@ -54,6 +58,9 @@ struct Entry {
     mechanisms: Vec<String>,
     channel_bindings: Vec<String>,
     credentials_ok: bool,
+    /// XEP-0509 config version, for pipelining SASL2 `<authenticate/>`.
+    #[serde(default)]
+    config_version: Option<String>,
 }
 
 impl State {
@@ -95,6 +102,7 @@ impl State {
                 mechanisms: e.mechanisms.clone(),
                 channel_bindings: e.channel_bindings.clone(),
                 credentials_ok: e.credentials_ok,
+                config_version: e.config_version.clone(),
             })
     }
 
@@ -106,6 +114,7 @@ impl State {
             mechanisms: known.mechanisms.clone(),
             channel_bindings: known.channel_bindings.clone(),
             credentials_ok: known.credentials_ok,
+            config_version: known.config_version.clone(),
         };
         let mut inner = self.lock();
         let servers = &mut inner.file.servers;
@@ -117,6 +126,23 @@ impl State {
             None => servers.push(entry),
         }
         inner.save()
+    }
+
+    /// This installation's stable SASL2 user-agent id: 16 random bytes as hex, made
+    /// on first use and kept with the rest (the server records it per session).
+    pub fn user_agent(&self) -> String {
+        let mut inner = self.lock();
+        if let Some(id) = &inner.file.user_agent {
+            return id.clone();
+        }
+        let mut bytes = [0u8; 16];
+        // Without OS randomness there is no TLS either; an all-zero id only costs
+        // the server a way to tell installations apart.
+        let _ = getrandom::getrandom(&mut bytes);
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        inner.file.user_agent = Some(id.clone());
+        // Saved with the next successful login.
+        id
     }
 
     /// The credentials failed: no longer grounds to pipeline (rule 9). The server
@@ -195,6 +221,7 @@ mod tests {
             mechanisms: vec!["SCRAM-SHA-256".into(), "PLAIN".into()],
             channel_bindings: vec!["tls-exporter".into()],
             credentials_ok: true,
+            config_version: Some("v1".into()),
         }
     }
 

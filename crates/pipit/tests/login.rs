@@ -91,7 +91,8 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("lockstep", 9),
             ("pipelined", 5),
             ("stunt", 4),
-            ("direct", 4)
+            ("direct", 4),
+            ("sasl2", 4)
         ])
     );
     let mechanisms: Vec<_> = rows.iter().map(|r| r["mechanism"].clone()).collect();
@@ -109,6 +110,7 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
         flags,
         [
             (Some(false), Some(false)),
+            (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
@@ -131,7 +133,8 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("lockstep", 8),
             ("pipelined", 4),
             ("stunt", 3),
-            ("direct", 3)
+            ("direct", 3),
+            ("sasl2", 3)
         ])
     );
 }
@@ -170,7 +173,8 @@ fn the_state_file_lets_the_next_process_pipeline_at_once() {
             ("lockstep", 8),
             ("pipelined", 4),
             ("stunt", 3),
-            ("direct", 3)
+            ("direct", 3),
+            ("sasl2", 3)
         ])
     );
 }
@@ -181,14 +185,14 @@ fn a_wrong_password_is_reported_per_mode_and_fails_the_run() {
     let out = login(&server, "wrong", &["--mode", "all", "--json"]);
     assert!(!out.status.success());
     let rows = json_rows(&out);
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     for row in &rows {
         assert_eq!(row["ok"], false, "{row}");
         let error = row["error"].as_str().unwrap();
         assert!(error.contains("not-authorized"), "{row}");
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("4 of 4 logins failed"), "{stderr}");
+    assert!(stderr.contains("5 of 5 logins failed"), "{stderr}");
 }
 
 #[test]

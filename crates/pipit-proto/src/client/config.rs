@@ -18,11 +18,21 @@ pub enum Mode {
     Stunt,
     /// TLS from the first byte (XEP-0368); after it, as `Pipelined`.
     Direct,
+    /// Direct TLS, then SASL2 (XEP-0388) with inline Bind2 (XEP-0386): no stream
+    /// restart, and with a cached config version (XEP-0509) the `<authenticate/>`
+    /// rides with the stream header.
+    Sasl2,
 }
 
 impl Mode {
     /// Every mode, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 4] = [Mode::Lockstep, Mode::Pipelined, Mode::Stunt, Mode::Direct];
+    pub const ALL: [Mode; 5] = [
+        Mode::Lockstep,
+        Mode::Pipelined,
+        Mode::Stunt,
+        Mode::Direct,
+        Mode::Sasl2,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -31,6 +41,7 @@ impl Mode {
             Mode::Pipelined => "pipelined",
             Mode::Stunt => "stunt",
             Mode::Direct => "direct",
+            Mode::Sasl2 => "sasl2",
         }
     }
 
@@ -41,7 +52,7 @@ impl Mode {
 
     /// Whether the connection starts in TLS (Direct TLS port) rather than STARTTLS.
     pub fn direct_tls(self) -> bool {
-        self == Mode::Direct
+        matches!(self, Mode::Direct | Mode::Sasl2)
     }
 }
 
@@ -55,6 +66,9 @@ pub struct KnownServer {
     pub channel_bindings: Vec<String>,
     /// These credentials succeeded on this server before.
     pub credentials_ok: bool,
+    /// The XEP-0509 config version the server advertised: with it, a SASL2
+    /// `<authenticate/>` may be pipelined with the stream header.
+    pub config_version: Option<String>,
 }
 
 /// One login's settings.
@@ -76,4 +90,7 @@ pub struct ClientConfig {
     pub server_name: ServerName<'static>,
     /// What an earlier login learned, if anything.
     pub known: Option<KnownServer>,
+    /// A stable id of this client installation, sent as the SASL2 user-agent id
+    /// (XEP-0388 §2.3); FAST tokens are bound to it.
+    pub user_agent: Option<String>,
 }

@@ -80,6 +80,10 @@ pub struct ClientConnection {
     sent_bind: bool,
     /// Stanzas the driver sent before the bind request went out.
     queued: Vec<Element>,
+    /// A config-version mismatch has been retried once already.
+    iap_retried: bool,
+    /// Stanzas sent ahead of a login that has not succeeded yet.
+    in_flight: Vec<Element>,
     learned: KnownServer,
     /// The SASL mechanism used, once `<auth/>` has gone out.
     mechanism: Option<Mechanism>,
@@ -98,6 +102,8 @@ impl ClientConnection {
             sent_restart: false,
             sent_bind: false,
             queued: Vec::new(),
+            iap_retried: false,
+            in_flight: Vec::new(),
             learned: KnownServer::default(),
             mechanism: None,
             out: Vec::new(),
@@ -106,7 +112,7 @@ impl ClientConnection {
             random,
         };
         match conn.config.mode {
-            Mode::Direct => {
+            Mode::Direct | Mode::Sasl2 => {
                 conn.transport = conn.new_tls()?;
                 conn.state = State::TlsHandshake;
             }
@@ -254,9 +260,15 @@ impl ClientConnection {
             (ns::STREAM, "error") => Err(stream_error(&el)),
             (ns::TLS, "proceed") => self.proceed(),
             (ns::TLS, "failure") => Err(ClientError::Unexpected("STARTTLS failure".into())),
-            (ns::SASL, "challenge") => self.challenge(&el),
+            (ns::SASL | ns::SASL2, "challenge") => self.challenge(&el),
             (ns::SASL, "success") => self.success(&el),
-            (ns::SASL, "failure") => Err(auth_failure(&el)),
+            (ns::SASL2, "success") => self.success2(&el),
+            (ns::SASL2, "failure")
+                if el.get_child("config-version-mismatch", ns::IAP).is_some() =>
+            {
+                self.config_version_mismatch()
+            }
+            (ns::SASL | ns::SASL2, "failure") => Err(auth_failure(&el)),
             (ns::CLIENT, "iq")
                 if matches!(self.state, State::Binding) && el.attr("id") == Some(BIND_ID) =>
             {
@@ -304,9 +316,23 @@ impl ClientConnection {
     }
 
     fn learn(&mut self, features: &Element) {
-        if let Some(mechs) = features.get_child("mechanisms", ns::SASL) {
-            self.learned.mechanisms = mechs.children().map(|m| m.text()).collect();
+        let sasl2 = features.get_child("authentication", ns::SASL2);
+        let mechanisms = if self.config.mode == Mode::Sasl2 {
+            sasl2
+        } else {
+            features.get_child("mechanisms", ns::SASL)
+        };
+        if let Some(mechs) = mechanisms {
+            self.learned.mechanisms = mechs
+                .children()
+                .filter(|m| m.name() == "mechanism")
+                .map(|m| m.text())
+                .collect();
         }
+        self.learned.config_version = features
+            .get_child("config-version", ns::IAP)
+            .and_then(|c| c.attr("value"))
+            .map(str::to_owned);
         if let Some(cb) = features.get_child("sasl-channel-binding", ns::SASL_CB) {
             self.learned.channel_bindings = cb
                 .children()
@@ -355,9 +381,13 @@ impl ClientConnection {
         }
     }
 
+    /// Rule 9: pipeline only on credentials that worked before; SASL2 also needs
+    /// the config version to pipeline `<authenticate/>` safely (XEP-0509 §3.2).
     fn may_pipeline(&self) -> bool {
         self.config.mode != Mode::Lockstep
-            && self.config.known.as_ref().is_some_and(|k| k.credentials_ok)
+            && self.config.known.as_ref().is_some_and(|k| {
+                k.credentials_ok && (self.config.mode != Mode::Sasl2 || k.config_version.is_some())
+            })
     }
 
     /// Sends `<auth/>` with the chosen mechanism (RFC 6120 §6.4.2), and with PLAIN
@@ -394,6 +424,16 @@ impl ClientConnection {
             )?;
             (scram.client_first(), Sasl::ScramFirst(scram))
         };
+        if self.config.mode == Mode::Sasl2 {
+            let auth = self.authenticate2(mechanism, &initial);
+            self.write(&auth.to_bytes(ns::STREAM));
+            let last_message = matches!(sasl, Sasl::Plain);
+            self.state = State::Sasl(sasl);
+            if last_message {
+                self.release_after_sasl2();
+            }
+            return Ok(());
+        }
         let auth = Element::new("auth", ns::SASL)
             .with_attr("mechanism", mechanism.name())
             .with_text(BASE64.encode(initial));
@@ -404,6 +444,48 @@ impl ClientConnection {
             self.pipeline_restart();
         }
         Ok(())
+    }
+
+    /// XEP-0388 §2.3 `<authenticate/>` with inline Bind2 (XEP-0386 §3) and the
+    /// config version it was built against (XEP-0509 §3.2).
+    fn authenticate2(&self, mechanism: Mechanism, initial: &[u8]) -> Element {
+        let mut auth = Element::new("authenticate", ns::SASL2)
+            .with_attr("mechanism", mechanism.name())
+            .with_child(
+                Element::new("initial-response", ns::SASL2).with_text(BASE64.encode(initial)),
+            );
+        if let Some(id) = &self.config.user_agent {
+            auth.append_child(
+                Element::new("user-agent", ns::SASL2)
+                    .with_attr("id", id.clone())
+                    .with_child(Element::new("software", ns::SASL2).with_text("pipit")),
+            );
+        }
+        auth.append_child(
+            Element::new("bind", ns::BIND2)
+                .with_child(Element::new("tag", ns::BIND2).with_text(self.config.resource.clone())),
+        );
+        if let Some(version) = &self.learned.config_version {
+            auth.append_child(
+                Element::new("config-version", ns::IAP)
+                    .with_attr("scheme", "opaque")
+                    .with_attr("value", version.clone()),
+            );
+        }
+        auth
+    }
+
+    /// XEP-0509 §3.2: the pipelined `<authenticate/>` met a new configuration. The
+    /// features that came before this failure are the current ones: retry once.
+    fn config_version_mismatch(&mut self) -> Result<(), ClientError> {
+        if self.iap_retried {
+            return Err(ClientError::Unexpected(
+                "config version mismatch twice".into(),
+            ));
+        }
+        self.iap_retried = true;
+        self.queued = std::mem::take(&mut self.in_flight);
+        self.authenticate()
     }
 
     /// The strongest mechanism offered that we can use, or the one configured.
@@ -448,10 +530,53 @@ impl ClientConnection {
         };
         let server_first = decode(el)?;
         let client_final = scram.handle_server_first(&server_first)?;
-        let response = Element::new("response", ns::SASL).with_text(BASE64.encode(client_final));
+        let response = Element::new("response", el.ns()).with_text(BASE64.encode(client_final));
         self.write(&response.to_bytes(ns::STREAM));
         self.state = State::Sasl(Sasl::ScramFinal(scram));
-        self.pipeline_restart();
+        if el.ns() == ns::SASL {
+            self.pipeline_restart();
+        } else {
+            self.release_after_sasl2();
+        }
+        Ok(())
+    }
+
+    /// Bind2 rode inside `<authenticate/>`: once the client's last SASL message is
+    /// out, stanzas may follow at once (rule 6); the server takes them after the
+    /// bind. Not before: during a challenge they would meet an unauthenticated stream.
+    fn release_after_sasl2(&mut self) {
+        self.sent_bind = true;
+        self.flush_queued();
+    }
+
+    /// XEP-0388 §2.6.1: SASL2 success; no restart. With `<bound/>` the session is
+    /// usable at once (XEP-0386 §3); otherwise bind the RFC 6120 way.
+    fn success2(&mut self, el: &Element) -> Result<(), ClientError> {
+        let additional = el
+            .get_child("additional-data", ns::SASL2)
+            .map(decode)
+            .transpose()?
+            .unwrap_or_default();
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Sasl(Sasl::Plain) => {}
+            State::Sasl(Sasl::ScramFinal(scram)) => scram.verify_server_final(&additional)?,
+            _ => return Err(ClientError::Unexpected("SASL2 success".into())),
+        }
+        self.learned.credentials_ok = true;
+        let identity = el
+            .get_child("authorization-identifier", ns::SASL2)
+            .and_then(|i| Jid::parse(&i.text()).ok())
+            .ok_or_else(|| ClientError::Unexpected("success without an identity".into()))?;
+        if el.get_child("bound", ns::BIND2).is_some() {
+            self.state = State::Bound;
+            self.flush_queued();
+            self.in_flight.clear();
+            self.events.push_back(ClientEvent::Bound(identity));
+        } else {
+            self.sent_bind = false;
+            self.send_bind();
+            self.state = State::Binding;
+        }
         Ok(())
     }
 
@@ -493,6 +618,11 @@ impl ClientConnection {
     fn flush_queued(&mut self) {
         for stanza in std::mem::take(&mut self.queued) {
             self.write(&stanza.to_bytes(ns::CLIENT));
+            if !self.is_bound() {
+                // Pipelined ahead of the login: kept until it is known to have
+                // landed, since a refused login takes them down with it.
+                self.in_flight.push(stanza);
+            }
         }
     }
 
@@ -512,6 +642,7 @@ impl ClientConnection {
             .ok_or_else(|| ClientError::Unexpected("bind result without a JID".into()))?;
         self.state = State::Bound;
         self.flush_queued();
+        self.in_flight.clear();
         self.events.push_back(ClientEvent::Bound(jid));
         Ok(())
     }
