@@ -26,7 +26,7 @@ pub struct LoginArgs {
     /// Direct TLS (XEP-0368) address [default: the --server host, port 5223].
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
-    /// lockstep, pipelined, stunt, direct, or all (in that order, sharing what each
+    /// lockstep, pipelined, stunt, direct, sasl2, or all (in that order, sharing what each
     /// learns and the TLS session cache).
     #[arg(long, value_name = "MODE", default_value = "stunt", value_parser = parse_modes)]
     mode: Modes,
@@ -303,7 +303,7 @@ fn parse_modes(s: &str) -> Result<Modes, String> {
     }
     Mode::from_name(&s)
         .map(|m| Modes(vec![m]))
-        .ok_or_else(|| "expected lockstep, pipelined, stunt, direct or all".into())
+        .ok_or_else(|| "expected lockstep, pipelined, stunt, direct, sasl2 or all".into())
 }
 
 fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
