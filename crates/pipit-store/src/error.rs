@@ -14,6 +14,13 @@ pub enum StoreError {
     /// nothing was written.
     #[error("invalid credentials: {0}")]
     InvalidCredentials(String),
+    /// A FAST token handed in is unusable (empty mechanism, count beyond 2^63 - 1);
+    /// nothing was written.
+    #[error("invalid FAST token: {0}")]
+    InvalidFastToken(String),
+    /// `add_fast_token` found a token with that hash for that account already.
+    #[error("the FAST token already exists")]
+    FastTokenExists,
     /// A row read back has the wrong shape (e.g. a key of the wrong size).
     #[error("corrupt store: {0}")]
     Corrupt(String),

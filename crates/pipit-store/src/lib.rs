@@ -1,10 +1,12 @@
-//! Pipit storage: user accounts with SCRAM credentials, in SQLite (embedded, the
-//! default) or PostgreSQL.
+//! Pipit storage: user accounts with SCRAM credentials and FAST tokens (XEP-0484), in
+//! SQLite (embedded, the default) or PostgreSQL.
 //!
 //! The server and the `pipit` CLI talk to a [`SharedStore`], a [`Store`] trait object,
 //! and never see which backend is behind it. Only salted SCRAM keys are stored
 //! ([`StoredCredentials`]), never a password. Localparts and domains are stored exactly
-//! as given: normalising them (RFC 7622) is the caller's job.
+//! as given: normalising them (RFC 7622) is the caller's job. FAST tokens are stored as
+//! SHA-256 hashes ([`FastToken`]) and die with their account and with every change of its
+//! credentials, inside the database, so no caller can forget to revoke them.
 //!
 //! # Layout
 //! - `lib.rs`: the [`Store`] trait and [`open`], which picks a backend from a location.
@@ -13,6 +15,7 @@
 //! - `postgres.rs`: [`PostgresStore`], one `tokio-postgres` connection.
 //! - `schema/`: the versioned migration list, one `.sql` file per backend per version.
 //! - `credentials.rs`: shape checks on credentials going in and coming out.
+//! - `fast_tokens.rs`: [`FastToken`] and the shape checks on tokens.
 //!
 //! Every backend passes the same conformance suite (`tests/conformance/`).
 //!
@@ -45,6 +48,7 @@
 
 mod credentials;
 mod error;
+mod fast_tokens;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -53,6 +57,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use fast_tokens::FastToken;
 use pipit_proto::sasl::StoredCredentials;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -67,14 +72,15 @@ pub trait Store: Send + Sync + 'static {
         domain: &str,
         creds: &StoredCredentials,
     ) -> Result<(), StoreError>;
-    /// Replaces credentials; Err(StoreError::NoSuchUser) if absent.
+    /// Replaces credentials; Err(StoreError::NoSuchUser) if absent. Deletes all the
+    /// account's FAST tokens in the same statement: no token outlives a password change.
     async fn set_credentials(
         &self,
         localpart: &str,
         domain: &str,
         creds: &StoredCredentials,
     ) -> Result<(), StoreError>;
-    /// Deletes; Err(NoSuchUser) if absent.
+    /// Deletes, with the account's FAST tokens; Err(NoSuchUser) if absent.
     async fn delete_user(&self, localpart: &str, domain: &str) -> Result<(), StoreError>;
     /// Credentials, or None for no such account.
     async fn credentials(
@@ -86,6 +92,58 @@ pub trait Store: Send + Sync + 'static {
     async fn user_exists(&self, localpart: &str, domain: &str) -> Result<bool, StoreError>;
     /// All accounts as (localpart, domain), sorted by domain then localpart; only `domain` if Some.
     async fn list_users(&self, domain: Option<&str>) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Stores a new FAST token (XEP-0484 §3.3) by its SHA-256, with `last_count` 0.
+    /// Err(NoSuchUser) if the account is absent, Err(FastTokenExists) if it has that hash.
+    async fn add_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        mechanism: &str,
+        expires_at: i64,
+        user_agent_id: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The account's tokens with `expires_at > now`, latest expiry first (then by hash);
+    /// empty for no such account.
+    async fn fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        now: i64,
+    ) -> Result<Vec<FastToken>, StoreError>;
+    /// The 0-RTT replay check (XEP-0484 §3.4): sets `last_count = count` if and only if
+    /// `count > last_count`, in one conditional UPDATE, and says whether it did. Of many
+    /// concurrent calls with the same count exactly one gets `true`. `false` also for no
+    /// such token. Err(InvalidFastToken) for a count above 2^63 - 1.
+    async fn bump_fast_count(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        count: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one token (XEP-0484 §3.6 invalidation); whether it existed.
+    async fn delete_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, StoreError>;
+    /// Deletes every token of the account; how many there were.
+    async fn delete_fast_tokens(&self, localpart: &str, domain: &str) -> Result<u64, StoreError>;
+    /// XEP-0484 §3.5: once a token is used, deletes the tokens issued to the same client
+    /// (`user_agent_id`, where `None` matches only tokens without one) that expire before
+    /// it (`expires_at`); how many.
+    async fn retire_older_fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        user_agent_id: Option<&str>,
+        expires_at: i64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes every account's tokens with `expires_at <= now` (housekeeping); how many.
+    async fn delete_expired_fast_tokens(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// A store shared between tasks.

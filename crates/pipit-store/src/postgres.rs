@@ -11,8 +11,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
 use crate::credentials::{check_for_write, check_read, iterations_from_db};
+use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, POSTGRES_VERSION_TABLE};
-use crate::{Store, StoreError};
+use crate::{FastToken, Store, StoreError};
 
 /// Key for the advisory lock that serialises migrations across connections.
 /// Arbitrary but fixed: the ASCII bytes of "pipitmig".
@@ -234,5 +235,157 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
+    }
+
+    async fn add_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        mechanism: &str,
+        expires_at: i64,
+        user_agent_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        check_mechanism(mechanism)?;
+        let hash = &token_hash[..];
+        // The EXISTS makes a missing account "no row inserted" rather than a foreign-key
+        // error; ON CONFLICT does the same for a duplicate, told apart below.
+        let inserted = self
+            .client
+            .execute(
+                "INSERT INTO fast_tokens \
+                 (domain, localpart, token_hash, mechanism, expires_at, user_agent_id) \
+                 SELECT $2::TEXT, $1::TEXT, $3::BYTEA, $4::TEXT, $5::BIGINT, $6::TEXT \
+                 WHERE EXISTS (SELECT 1 FROM users WHERE localpart = $1 AND domain = $2) \
+                 ON CONFLICT (domain, localpart, token_hash) DO NOTHING",
+                &[
+                    &localpart,
+                    &domain,
+                    &hash,
+                    &mechanism,
+                    &expires_at,
+                    &user_agent_id,
+                ],
+            )
+            .await
+            .map_err(|e| {
+                // The account was deleted between the EXISTS and the insert.
+                if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                    StoreError::NoSuchUser
+                } else {
+                    e.into()
+                }
+            })?;
+        if inserted == 1 {
+            return Ok(());
+        }
+        Err(if self.user_exists(localpart, domain).await? {
+            StoreError::FastTokenExists
+        } else {
+            StoreError::NoSuchUser
+        })
+    }
+
+    async fn fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        now: i64,
+    ) -> Result<Vec<FastToken>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT token_hash, mechanism, expires_at, last_count, user_agent_id \
+                 FROM fast_tokens WHERE localpart = $1 AND domain = $2 AND expires_at > $3 \
+                 ORDER BY expires_at DESC, token_hash",
+                &[&localpart, &domain, &now],
+            )
+            .await?;
+        let who = || format!("account {localpart}@{domain}");
+        rows.iter()
+            .map(|row| {
+                fast_tokens::from_db(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    who,
+                )
+            })
+            .collect()
+    }
+
+    async fn bump_fast_count(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        count: u64,
+    ) -> Result<bool, StoreError> {
+        let count = count_to_db(count)?;
+        // One statement: the row lock taken by UPDATE makes a concurrent bump wait and
+        // then re-check `last_count < $4` against the committed value (READ COMMITTED).
+        let updated = self
+            .client
+            .execute(
+                "UPDATE fast_tokens SET last_count = $4 \
+                 WHERE localpart = $1 AND domain = $2 AND token_hash = $3 \
+                 AND last_count < $4",
+                &[&localpart, &domain, &&token_hash[..], &count],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn delete_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        let deleted = self
+            .client
+            .execute(
+                "DELETE FROM fast_tokens \
+                 WHERE localpart = $1 AND domain = $2 AND token_hash = $3",
+                &[&localpart, &domain, &&token_hash[..]],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn delete_fast_tokens(&self, localpart: &str, domain: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .execute(
+                "DELETE FROM fast_tokens WHERE localpart = $1 AND domain = $2",
+                &[&localpart, &domain],
+            )
+            .await?)
+    }
+
+    async fn retire_older_fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        user_agent_id: Option<&str>,
+        expires_at: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .execute(
+                "DELETE FROM fast_tokens WHERE localpart = $1 AND domain = $2 \
+                 AND user_agent_id IS NOT DISTINCT FROM $3 AND expires_at < $4",
+                &[&localpart, &domain, &user_agent_id, &expires_at],
+            )
+            .await?)
+    }
+
+    async fn delete_expired_fast_tokens(&self, now: i64) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .execute("DELETE FROM fast_tokens WHERE expires_at <= $1", &[&now])
+            .await?)
     }
 }

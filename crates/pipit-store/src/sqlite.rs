@@ -14,8 +14,9 @@ use pipit_proto::sasl::{ScramKeys, StoredCredentials};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::credentials::{check_for_write, check_read, iterations_from_db};
+use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, SQLITE_VERSION_TABLE};
-use crate::{Store, StoreError};
+use crate::{FastToken, Store, StoreError};
 
 /// How long a write waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,6 +249,169 @@ impl Store for SqliteStore {
             )?;
             let rows = stmt.query_map(params![domain], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn add_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        mechanism: &str,
+        expires_at: i64,
+        user_agent_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        check_mechanism(mechanism)?;
+        let (localpart, domain, hash) = (localpart.to_owned(), domain.to_owned(), *token_hash);
+        let (mechanism, agent) = (mechanism.to_owned(), user_agent_id.map(str::to_owned));
+        self.with_conn(move |conn| {
+            // The EXISTS makes a missing account "no row inserted" rather than a foreign-key
+            // error; ON CONFLICT does the same for a duplicate, told apart below.
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO fast_tokens \
+                     (domain, localpart, token_hash, mechanism, expires_at, user_agent_id) \
+                     SELECT ?2, ?1, ?3, ?4, ?5, ?6 \
+                     WHERE EXISTS (SELECT 1 FROM users WHERE localpart = ?1 AND domain = ?2) \
+                     ON CONFLICT (domain, localpart, token_hash) DO NOTHING",
+                )?
+                .execute(params![
+                    localpart,
+                    domain,
+                    &hash[..],
+                    mechanism,
+                    expires_at,
+                    agent
+                ])?;
+            if inserted == 1 {
+                return Ok(());
+            }
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM users WHERE localpart = ?1 AND domain = ?2")?
+                .exists(params![localpart, domain])?;
+            Err(if exists {
+                StoreError::FastTokenExists
+            } else {
+                StoreError::NoSuchUser
+            })
+        })
+        .await
+    }
+
+    async fn fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        now: i64,
+    ) -> Result<Vec<FastToken>, StoreError> {
+        let (localpart, domain) = (localpart.to_owned(), domain.to_owned());
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT token_hash, mechanism, expires_at, last_count, user_agent_id \
+                 FROM fast_tokens WHERE localpart = ?1 AND domain = ?2 AND expires_at > ?3 \
+                 ORDER BY expires_at DESC, token_hash",
+            )?;
+            let rows = stmt.query_map(params![localpart, domain, now], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })?;
+            let who = || format!("account {localpart}@{domain}");
+            rows.map(|row| {
+                let (hash, mechanism, expires_at, count, agent) = row?;
+                fast_tokens::from_db(hash, mechanism, expires_at, count, agent, who)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn bump_fast_count(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+        count: u64,
+    ) -> Result<bool, StoreError> {
+        let count = count_to_db(count)?;
+        let (localpart, domain, hash) = (localpart.to_owned(), domain.to_owned(), *token_hash);
+        self.with_conn(move |conn| {
+            // One statement: the comparison and the write cannot be split by another caller.
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE fast_tokens SET last_count = ?4 \
+                     WHERE localpart = ?1 AND domain = ?2 AND token_hash = ?3 \
+                     AND last_count < ?4",
+                )?
+                .execute(params![localpart, domain, &hash[..], count])?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+
+    async fn delete_fast_token(
+        &self,
+        localpart: &str,
+        domain: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        let (localpart, domain, hash) = (localpart.to_owned(), domain.to_owned(), *token_hash);
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .prepare_cached(
+                    "DELETE FROM fast_tokens \
+                     WHERE localpart = ?1 AND domain = ?2 AND token_hash = ?3",
+                )?
+                .execute(params![localpart, domain, &hash[..]])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn delete_fast_tokens(&self, localpart: &str, domain: &str) -> Result<u64, StoreError> {
+        let (localpart, domain) = (localpart.to_owned(), domain.to_owned());
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM fast_tokens WHERE localpart = ?1 AND domain = ?2")?
+                .execute(params![localpart, domain])?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn retire_older_fast_tokens(
+        &self,
+        localpart: &str,
+        domain: &str,
+        user_agent_id: Option<&str>,
+        expires_at: i64,
+    ) -> Result<u64, StoreError> {
+        let (localpart, domain) = (localpart.to_owned(), domain.to_owned());
+        let agent = user_agent_id.map(str::to_owned);
+        self.with_conn(move |conn| {
+            // `IS` is equality that also matches NULL with NULL.
+            let deleted = conn
+                .prepare_cached(
+                    "DELETE FROM fast_tokens WHERE localpart = ?1 AND domain = ?2 \
+                     AND user_agent_id IS ?3 AND expires_at < ?4",
+                )?
+                .execute(params![localpart, domain, agent, expires_at])?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn delete_expired_fast_tokens(&self, now: i64) -> Result<u64, StoreError> {
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM fast_tokens WHERE expires_at <= ?1")?
+                .execute(params![now])?;
+            Ok(deleted as u64)
         })
         .await
     }

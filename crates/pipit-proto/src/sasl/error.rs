@@ -38,6 +38,10 @@ pub enum SaslError {
     /// Client side: a server message does not follow the SCRAM grammar or changed our nonce.
     #[error("invalid server message: {0}")]
     InvalidServerMessage(String),
+    /// Client side: XEP-0474's hash of the advertised mechanisms and channel-binding types
+    /// does not match what we saw (someone changed the features), or is missing where required.
+    #[error("SASL downgrade detected (XEP-0474)")]
+    DowngradeDetected,
 }
 
 impl SaslError {
@@ -55,7 +59,8 @@ impl SaslError {
             | SaslError::SaslPrep
             | SaslError::ServerSignatureMismatch
             | SaslError::ServerError(_)
-            | SaslError::InvalidServerMessage(_) => "not-authorized",
+            | SaslError::InvalidServerMessage(_)
+            | SaslError::DowngradeDetected => "not-authorized",
         }
     }
 

@@ -7,6 +7,9 @@
 //! Layout: [`ServerSession`] (server.rs) drives one exchange, delegating to plain.rs and
 //! scram_server.rs; [`ScramClient`] is the client side; the SCRAM grammar lives in
 //! scram_message.rs and gs2.rs, the key schedule in hash.rs, stored keys in credentials.rs.
+//! downgrade.rs adds XEP-0474's `h` attribute to SCRAM; ht.rs holds the HT-* mechanisms
+//! FAST (XEP-0484) uses ([`HtServer`], [`ht_initial_response`]), kept apart from
+//! [`Mechanism`] because they are advertised only inside `<fast/>`.
 //!
 //! ```
 //! use pipit_proto::sasl::{ChannelBindingInfo, Mechanism, ScramClient, ServerSession, Step,
@@ -34,9 +37,11 @@
 mod channel_binding;
 mod credentials;
 mod decoy;
+mod downgrade;
 mod error;
 mod gs2;
 mod hash;
+mod ht;
 mod mechanism;
 mod plain;
 mod prep;
@@ -52,6 +57,10 @@ mod tests;
 pub use channel_binding::{ChannelBindingInfo, ChannelBindingType};
 pub use credentials::{ScramKeys, StoredCredentials};
 pub use error::SaslError;
+pub use ht::{
+    HT_TOKEN_MIN_LEN, HtMechanism, HtServer, HtTokenKey, ht_initial_response, ht_token_string,
+    ht_verify_server,
+};
 pub use mechanism::Mechanism;
 pub use plain::plain_initial_response;
 pub use scram_client::ScramClient;

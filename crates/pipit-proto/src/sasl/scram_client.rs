@@ -2,9 +2,12 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use subtle::ConstantTimeEq;
 
 use super::channel_binding::ChannelBindingType;
+use super::downgrade::Advertised;
 use super::error::SaslError;
 use super::gs2::{CbindFlag, Gs2Header};
 use super::hash::{ScramHash, xor};
@@ -15,7 +18,8 @@ use super::scram_message::{ClientFinal, ServerFinal, ServerFirst, is_printable};
 
 /// One SCRAM exchange from the client's side.
 ///
-/// Call order: [`client_first`](Self::client_first) → send; on the server-first message,
+/// Call order: optionally [`expect_downgrade_protection`](Self::expect_downgrade_protection);
+/// [`client_first`](Self::client_first) → send; on the server-first message,
 /// [`handle_server_first`](Self::handle_server_first) → send the client-final message; on
 /// success data, [`verify_server_final`](Self::verify_server_final).
 pub struct ScramClient {
@@ -33,6 +37,10 @@ pub struct ScramClient {
     nonce: String,
     /// The ServerSignature to expect, once the server-first message is handled.
     server_signature: Option<Vec<u8>>,
+    /// What the server advertised, to check XEP-0474's `h` attribute against.
+    advertised: Option<Advertised>,
+    /// Whether a server-first message without `h` fails.
+    require_downgrade_protection: bool,
 }
 
 impl fmt::Debug for ScramClient {
@@ -94,7 +102,31 @@ impl ScramClient {
             bare: format!("n={},r={nonce}", saslname::escape(&username)),
             nonce: nonce.to_owned(),
             server_signature: None,
+            advertised: None,
+            require_downgrade_protection: false,
         })
+    }
+
+    /// Checks the server's SASL SCRAM Downgrade Protection (XEP-0474 §5.2) against what
+    /// the server advertised on this stream.
+    ///
+    /// `mechanisms` are the `<mechanism/>` names of the profile we authenticate with
+    /// (SASL1's `<mechanisms/>` or SASL2's `<authentication/>`; never the HT-* names inside
+    /// FAST's `<fast/>`), `channel_bindings` the types of XEP-0440's
+    /// `<sasl-channel-binding/>` (empty if it was absent). If the server-first message
+    /// carries `h` and it does not match, [`handle_server_first`](Self::handle_server_first)
+    /// fails with [`SaslError::DowngradeDetected`]. A message without `h` passes unless
+    /// `require` is set (a server may not implement XEP-0474; stripping `h` on the way is
+    /// caught anyway, because the server's `AuthMessage` still has it and the proof fails).
+    /// Call before [`handle_server_first`](Self::handle_server_first).
+    pub fn expect_downgrade_protection(
+        &mut self,
+        mechanisms: &[&str],
+        channel_bindings: &[&str],
+        require: bool,
+    ) {
+        self.advertised = Some(Advertised::new(mechanisms, channel_bindings));
+        self.require_downgrade_protection = require;
     }
 
     /// The client-first message.
@@ -120,6 +152,7 @@ impl ScramClient {
         if !extends_ours {
             return Err(SaslError::bad_server("server nonce does not extend ours"));
         }
+        self.check_downgrade_hash(server_first.downgrade_hash.as_deref())?;
         let hash = self.hash;
         let salted = hash.hi(
             self.password.as_bytes(),
@@ -133,6 +166,28 @@ impl ScramClient {
         let proof = xor(&client_key, &client_signature);
         self.server_signature = Some(hash.hmac(&keys.server_key, auth_message.as_bytes()));
         Ok(ClientFinal::with_proof_text(&without_proof, &proof).into_bytes())
+    }
+
+    /// XEP-0474 §5.2: `h`, if present, must be the hash of what we saw advertised.
+    fn check_downgrade_hash(&self, received: Option<&str>) -> Result<(), SaslError> {
+        let Some(advertised) = &self.advertised else {
+            return Ok(());
+        };
+        match received {
+            Some(text) => {
+                let expected = advertised.digest(self.hash);
+                let matches = BASE64
+                    .decode(text)
+                    .is_ok_and(|received| bool::from(received.ct_eq(&expected)));
+                if matches {
+                    Ok(())
+                } else {
+                    Err(SaslError::DowngradeDetected)
+                }
+            }
+            None if self.require_downgrade_protection => Err(SaslError::DowngradeDetected),
+            None => Ok(()),
+        }
     }
 
     /// Checks the server-final message: `v=` must carry the expected ServerSignature.

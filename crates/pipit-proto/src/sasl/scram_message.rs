@@ -65,17 +65,25 @@ pub(crate) struct ServerFirst {
     pub(crate) salt: Vec<u8>,
     /// The iteration count.
     pub(crate) iterations: u32,
+    /// XEP-0474's `h` extension: the hash of the advertised mechanisms and channel-binding
+    /// types, as sent (base64); the first `h=` on parsing.
+    pub(crate) downgrade_hash: Option<String>,
 }
 
 impl ServerFirst {
-    /// Formats the message as the server sends it.
+    /// Formats the message as the server sends it; `h=` goes last, as in XEP-0474 §5.3.
     pub(crate) fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "r={},s={},i={}",
             self.nonce,
             BASE64.encode(&self.salt),
             self.iterations
-        )
+        );
+        if let Some(hash) = &self.downgrade_hash {
+            text.push_str(",h=");
+            text.push_str(hash);
+        }
+        text
     }
 
     /// Parses the message on the client side; errors are [`SaslError::InvalidServerMessage`].
@@ -105,13 +113,20 @@ impl ServerFirst {
             .and_then(|f| attr(f, b'i'))
             .and_then(parse_posit_number)
             .ok_or_else(|| SaslError::bad_server("bad iteration count attribute"))?;
-        if !fields.all(is_extension) {
-            return Err(SaslError::bad_server("bad extension attribute"));
+        let mut downgrade_hash = None;
+        for field in fields {
+            if !is_extension(field) {
+                return Err(SaslError::bad_server("bad extension attribute"));
+            }
+            if downgrade_hash.is_none() {
+                downgrade_hash = attr(field, b'h').map(str::to_owned);
+            }
         }
         Ok(ServerFirst {
             nonce: nonce.to_owned(),
             salt,
             iterations,
+            downgrade_hash,
         })
     }
 }
@@ -282,12 +297,33 @@ mod tests {
 
     #[test]
     fn server_first_round_trips() {
-        let m = ServerFirst {
+        let mut m = ServerFirst {
             nonce: "abcdef".into(),
             salt: vec![1, 2, 3],
             iterations: 4096,
+            downgrade_hash: None,
         };
+        assert_eq!(m.to_text(), "r=abcdef,s=AQID,i=4096");
+        assert_eq!(ServerFirst::parse(&m.to_text()), Ok(m.clone()));
+        m.downgrade_hash = Some("G6k/rBLDqgOhRRaCuuatSDFkJ08=".into());
+        assert_eq!(
+            m.to_text(),
+            "r=abcdef,s=AQID,i=4096,h=G6k/rBLDqgOhRRaCuuatSDFkJ08="
+        );
         assert_eq!(ServerFirst::parse(&m.to_text()), Ok(m));
+    }
+
+    #[test]
+    fn server_first_takes_the_first_h_among_other_extensions() {
+        let m = ServerFirst::parse("r=abc,s=AQID,i=1,x=1,h=Zmlyc3Q=,h=c2Vjb25k").unwrap();
+        assert_eq!(m.downgrade_hash.as_deref(), Some("Zmlyc3Q="));
+        assert_eq!(
+            ServerFirst::parse("r=abc,s=AQID,i=1,x=1")
+                .unwrap()
+                .downgrade_hash,
+            None
+        );
+        assert!(ServerFirst::parse("r=abc,s=AQID,i=1,h=").is_err());
     }
 
     #[test]

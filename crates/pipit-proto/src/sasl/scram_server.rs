@@ -1,10 +1,13 @@
 //! The server side of SCRAM (RFC 5802 §5–§6, RFC 7677): checks the client's two messages.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use subtle::ConstantTimeEq;
 
 use super::channel_binding::{ChannelBindingInfo, ChannelBindingType};
 use super::credentials::{ScramKeys, StoredCredentials};
 use super::decoy::Decoy;
+use super::downgrade::Advertised;
 use super::error::SaslError;
 use super::gs2::CbindFlag;
 use super::hash::{ScramHash, xor};
@@ -50,12 +53,14 @@ impl ScramFirst {
         self.first.gs2.authzid.as_deref()
     }
 
-    /// Builds the server-first message from the account (or a decoy) and our nonce part.
+    /// Builds the server-first message from the account (or a decoy) and our nonce part,
+    /// with XEP-0474's `h` attribute when `advertised` is given.
     pub(crate) fn challenge(
         self,
         creds: Option<&StoredCredentials>,
         nonce: &str,
         decoy: &Decoy,
+        advertised: Option<&Advertised>,
     ) -> Result<(ScramFinal, Vec<u8>), SaslError> {
         if !is_printable(nonce) {
             return Err(SaslError::Internal(
@@ -85,6 +90,7 @@ impl ScramFirst {
             nonce: format!("{}{nonce}", self.first.nonce),
             salt,
             iterations,
+            downgrade_hash: advertised.map(|a| BASE64.encode(a.digest(self.hash))),
         };
         let server_first_text = server_first.to_text();
         let pending = ScramFinal {

@@ -5,6 +5,7 @@ use std::fmt;
 use super::channel_binding::ChannelBindingInfo;
 use super::credentials::StoredCredentials;
 use super::decoy::Decoy;
+use super::downgrade::Advertised;
 use super::error::SaslError;
 use super::mechanism::Mechanism;
 use super::plain::PlainRequest;
@@ -79,6 +80,8 @@ pub struct ServerSession {
     cb: ChannelBindingInfo,
     /// How to fake credentials for unknown users.
     decoy: Decoy,
+    /// What was advertised, for XEP-0474's `h` attribute; `None`: no attribute.
+    advertised: Option<Advertised>,
     /// The current state.
     state: State,
 }
@@ -113,6 +116,7 @@ impl ServerSession {
                 ChannelBindingInfo::default()
             },
             decoy: Decoy::default(),
+            advertised: None,
             state: State::AwaitingFirst,
         };
         let step = match initial {
@@ -136,6 +140,21 @@ impl ServerSession {
     /// Call before [`credentials`](Self::credentials).
     pub fn set_decoy_secret(&mut self, secret: &[u8], iterations: u32) {
         self.decoy = Decoy::with_secret(secret, iterations);
+    }
+
+    /// Turns on SASL SCRAM Downgrade Protection (XEP-0474): the server-first message gets
+    /// the attribute `h`, a hash of what this stream advertised, which the client checks.
+    ///
+    /// `mechanisms` must be exactly the `<mechanism/>` names of the one SASL profile the
+    /// client is authenticating with, as advertised on this stream: SASL1's `<mechanisms/>`
+    /// or SASL2's `<authentication/>`, not both (XEP-0474 §5.1), and never FAST's HT-*
+    /// mechanisms, which live in `<fast/>` (see `downgrade.rs` for the ejabberd bug that
+    /// broke Monal's logins). `channel_bindings` are the types in XEP-0440's
+    /// `<sasl-channel-binding/>`, or empty if that feature was not sent. Order does not
+    /// matter. Only SCRAM uses it; call before [`credentials`](Self::credentials). Without
+    /// this call the messages are exactly RFC 5802's.
+    pub fn set_downgrade_protection(&mut self, mechanisms: &[&str], channel_bindings: &[&str]) {
+        self.advertised = Some(Advertised::new(mechanisms, channel_bindings));
     }
 
     /// Handles a client `<response/>` (decoded bytes).
@@ -186,6 +205,7 @@ impl ServerSession {
         nonce: &str,
     ) -> Result<Step, SaslError> {
         let decoy = &self.decoy;
+        let advertised = self.advertised.as_ref();
         advance(&mut self.state, |state| match state {
             State::PlainNeedsCredentials(request) => {
                 if request.verify(creds, decoy) {
@@ -198,7 +218,7 @@ impl ServerSession {
                 }
             }
             State::ScramNeedsCredentials(first) => {
-                let (pending, server_first) = first.challenge(creds, nonce, decoy)?;
+                let (pending, server_first) = first.challenge(creds, nonce, decoy, advertised)?;
                 Ok((
                     State::ScramAwaitingFinal(pending),
                     Step::Challenge(server_first),

@@ -22,12 +22,20 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users",
-    sqlite: include_str!("sqlite/0001_users.sql"),
-    postgres: include_str!("postgres/0001_users.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users",
+        sqlite: include_str!("sqlite/0001_users.sql"),
+        postgres: include_str!("postgres/0001_users.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "fast_tokens",
+        sqlite: include_str!("sqlite/0002_fast_tokens.sql"),
+        postgres: include_str!("postgres/0002_fast_tokens.sql"),
+    },
+];
 
 /// Creates the version table in SQLite if it is missing.
 pub(crate) const SQLITE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use pipit_proto::sasl::{ScramKeys, StoredCredentials};
-use pipit_store::{SharedStore, StoreError};
+use pipit_store::{FastToken, SharedStore, StoreError};
 
 /// Calls `$m!` with the name of every case below; add new cases here.
 macro_rules! for_each_case {
@@ -24,6 +24,15 @@ macro_rules! for_each_case {
             two_handles_see_each_others_writes,
             reopening_migrates_idempotently,
             concurrent_creates_from_many_tasks,
+            fast_tokens_roundtrip_and_expire,
+            fast_token_add_errors,
+            fast_count_only_goes_up,
+            concurrent_bumps_have_one_winner,
+            fast_tokens_are_deleted_one_or_all,
+            fast_tokens_die_with_the_user,
+            fast_tokens_die_with_the_password,
+            older_fast_tokens_of_the_same_client_retire,
+            expired_fast_tokens_are_purged,
         );
     };
 }
@@ -407,4 +416,433 @@ pub async fn concurrent_creates_from_many_tasks(b: &impl Backend) {
             Some(creds(i as u8))
         );
     }
+}
+
+/// A token hash distinct for each `seed`.
+fn hash(seed: u8) -> [u8; 32] {
+    let mut h = [seed; 32];
+    h[0] = 0xf0;
+    h
+}
+
+/// The mechanism most token tests issue for.
+const HT: &str = "HT-SHA-256-NONE";
+/// A "now" in unix seconds for the token tests; the store never reads its own clock here.
+const NOW: i64 = 1_800_000_000;
+
+/// A user with `tokens` tokens: seed i expires at NOW + 100 * (i + 1), for client "ua".
+async fn user_with_tokens(s: &SharedStore, localpart: &str, tokens: u8) {
+    s.create_user(localpart, "capulet.lit", &creds(1))
+        .await
+        .unwrap();
+    for i in 0..tokens {
+        s.add_fast_token(
+            localpart,
+            "capulet.lit",
+            &hash(i),
+            HT,
+            NOW + 100 * (i64::from(i) + 1),
+            Some("ua"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The hashes of the account's unexpired tokens, in the order the store returns them.
+async fn hashes(s: &SharedStore, localpart: &str, now: i64) -> Vec<[u8; 32]> {
+    s.fast_tokens(localpart, "capulet.lit", now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.token_hash)
+        .collect()
+}
+
+pub async fn fast_tokens_roundtrip_and_expire(b: &impl Backend) {
+    let s = b.open().await;
+    s.create_user("juliet", "capulet.lit", &creds(1))
+        .await
+        .unwrap();
+    assert!(
+        s.fast_tokens("juliet", "capulet.lit", NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every byte value in a hash, no user agent, an expiry far out.
+    let wide: [u8; 32] = std::array::from_fn(|i| (i * 8) as u8);
+    s.add_fast_token(
+        "juliet",
+        "capulet.lit",
+        &wide,
+        "HT-SHA-256-EXPR",
+        i64::MAX,
+        None,
+    )
+    .await
+    .unwrap();
+    s.add_fast_token(
+        "juliet",
+        "capulet.lit",
+        &hash(1),
+        HT,
+        NOW + 10,
+        Some("ü-agent"),
+    )
+    .await
+    .unwrap();
+    s.add_fast_token("juliet", "capulet.lit", &hash(2), HT, NOW, Some("a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.fast_tokens("juliet", "capulet.lit", NOW).await.unwrap(),
+        [
+            FastToken {
+                token_hash: wide,
+                mechanism: "HT-SHA-256-EXPR".into(),
+                expires_at: i64::MAX,
+                last_count: 0,
+                user_agent_id: None,
+            },
+            FastToken {
+                token_hash: hash(1),
+                mechanism: HT.into(),
+                expires_at: NOW + 10,
+                last_count: 0,
+                user_agent_id: Some("ü-agent".into()),
+            },
+        ],
+        "expires_at == now is expired; latest expiry first"
+    );
+    assert_eq!(
+        hashes(&s, "juliet", NOW - 1).await,
+        [wide, hash(1), hash(2)]
+    );
+    assert_eq!(hashes(&s, "juliet", NOW + 10).await, [wide]);
+    // Same expiry: ordered by hash.
+    s.add_fast_token("juliet", "capulet.lit", &hash(0), HT, NOW + 10, None)
+        .await
+        .unwrap();
+    assert_eq!(hashes(&s, "juliet", NOW).await, [wide, hash(0), hash(1)]);
+    // Per account: nobody else sees them.
+    s.create_user("juliet", "montague.lit", &creds(2))
+        .await
+        .unwrap();
+    assert!(
+        s.fast_tokens("juliet", "montague.lit", NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.fast_tokens("ghost", "capulet.lit", NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn fast_token_add_errors(b: &impl Backend) {
+    let s = b.open().await;
+    let r = s
+        .add_fast_token("ghost", "capulet.lit", &hash(1), HT, NOW + 1, None)
+        .await;
+    assert!(matches!(r, Err(StoreError::NoSuchUser)), "{r:?}");
+    s.create_user("juliet", "capulet.lit", &creds(1))
+        .await
+        .unwrap();
+    s.add_fast_token("juliet", "capulet.lit", &hash(1), HT, NOW + 1, None)
+        .await
+        .unwrap();
+    let dup = s
+        .add_fast_token(
+            "juliet",
+            "capulet.lit",
+            &hash(1),
+            "HT-SHA-256-ENDP",
+            NOW + 9,
+            None,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::FastTokenExists)), "{dup:?}");
+    let empty = s
+        .add_fast_token("juliet", "capulet.lit", &hash(2), "", NOW + 1, None)
+        .await;
+    assert!(
+        matches!(empty, Err(StoreError::InvalidFastToken(_))),
+        "{empty:?}"
+    );
+    // The first token is untouched, nothing else was stored.
+    let tokens = s.fast_tokens("juliet", "capulet.lit", NOW).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(
+        (tokens[0].mechanism.as_str(), tokens[0].expires_at),
+        (HT, NOW + 1)
+    );
+    // The same hash under another account is another token.
+    s.create_user("romeo", "capulet.lit", &creds(2))
+        .await
+        .unwrap();
+    s.add_fast_token("romeo", "capulet.lit", &hash(1), HT, NOW + 1, None)
+        .await
+        .unwrap();
+}
+
+pub async fn fast_count_only_goes_up(b: &impl Backend) {
+    let s = b.open().await;
+    user_with_tokens(&s, "juliet", 2).await;
+    user_with_tokens(&s, "romeo", 1).await;
+    const TOKEN: [u8; 32] = [0xf0; 32];
+    s.add_fast_token("juliet", "capulet.lit", &TOKEN, HT, NOW + 1, None)
+        .await
+        .unwrap();
+    let bump = |count| s.bump_fast_count("juliet", "capulet.lit", &TOKEN, count);
+    assert!(bump(1).await.unwrap());
+    assert!(!bump(1).await.unwrap(), "a replayed count");
+    assert!(!bump(0).await.unwrap());
+    assert!(bump(5).await.unwrap(), "counts may skip");
+    assert!(!bump(3).await.unwrap());
+    assert!(bump(i64::MAX as u64).await.unwrap());
+    let huge = bump(i64::MAX as u64 + 1).await;
+    assert!(
+        matches!(huge, Err(StoreError::InvalidFastToken(_))),
+        "{huge:?}"
+    );
+    let counts: Vec<u64> = s
+        .fast_tokens("juliet", "capulet.lit", NOW)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.last_count)
+        .collect();
+    // Latest expiry first: hash(1), hash(0), TOKEN; only TOKEN moved.
+    assert_eq!(counts, [0, 0, i64::MAX as u64]);
+    // Each token has its own counter, and other accounts' tokens are separate.
+    assert!(
+        s.bump_fast_count("juliet", "capulet.lit", &hash(0), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.bump_fast_count("romeo", "capulet.lit", &hash(0), 1)
+            .await
+            .unwrap()
+    );
+    // No such token, or no such account: nothing to bump.
+    assert!(
+        !s.bump_fast_count("juliet", "capulet.lit", &hash(9), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.bump_fast_count("ghost", "capulet.lit", &hash(0), 1)
+            .await
+            .unwrap()
+    );
+}
+
+/// The replay check under load: of many tasks (on two handles) presenting the same count,
+/// exactly one is accepted; every count is accepted at most once.
+pub async fn concurrent_bumps_have_one_winner(b: &impl Backend) {
+    let handles = [b.open().await, b.open().await];
+    user_with_tokens(&handles[0], "juliet", 1).await;
+    const ROUNDS: u64 = 8;
+    const RACERS: usize = 12;
+    let mut tasks = tokio::task::JoinSet::new();
+    for count in 1..=ROUNDS {
+        for i in 0..RACERS {
+            let s = handles[i % 2].clone();
+            tasks.spawn(async move {
+                let won = s
+                    .bump_fast_count("juliet", "capulet.lit", &hash(0), count)
+                    .await
+                    .unwrap();
+                (count, won)
+            });
+        }
+    }
+    let mut wins = [0usize; ROUNDS as usize + 1];
+    while let Some(done) = tasks.join_next().await {
+        let (count, won) = done.unwrap();
+        wins[count as usize] += usize::from(won);
+    }
+    // A count can lose to a higher one that got in first, but never win twice.
+    assert!(wins.iter().all(|&w| w <= 1), "{wins:?}");
+    assert_eq!(
+        wins[ROUNDS as usize], 1,
+        "the highest count always wins once"
+    );
+    let tokens = handles[1]
+        .fast_tokens("juliet", "capulet.lit", NOW)
+        .await
+        .unwrap();
+    assert_eq!(tokens[0].last_count, ROUNDS);
+
+    // All racers with one and the same count: exactly one winner.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..RACERS {
+        let s = handles[i % 2].clone();
+        racers.spawn(async move {
+            s.bump_fast_count("juliet", "capulet.lit", &hash(0), ROUNDS + 1)
+                .await
+                .unwrap()
+        });
+    }
+    let mut winners = 0;
+    while let Some(done) = racers.join_next().await {
+        winners += usize::from(done.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn fast_tokens_are_deleted_one_or_all(b: &impl Backend) {
+    let s = b.open().await;
+    user_with_tokens(&s, "juliet", 3).await;
+    user_with_tokens(&s, "romeo", 2).await;
+    assert!(
+        s.delete_fast_token("juliet", "capulet.lit", &hash(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_fast_token("juliet", "capulet.lit", &hash(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(hashes(&s, "juliet", NOW).await, [hash(2), hash(0)]);
+    assert_eq!(
+        s.delete_fast_tokens("juliet", "capulet.lit").await.unwrap(),
+        2
+    );
+    assert_eq!(
+        s.delete_fast_tokens("juliet", "capulet.lit").await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.delete_fast_tokens("ghost", "capulet.lit").await.unwrap(),
+        0
+    );
+    assert!(hashes(&s, "juliet", NOW).await.is_empty());
+    assert_eq!(hashes(&s, "romeo", NOW).await, [hash(1), hash(0)]);
+    // The account itself is untouched.
+    assert!(s.user_exists("juliet", "capulet.lit").await.unwrap());
+}
+
+pub async fn fast_tokens_die_with_the_user(b: &impl Backend) {
+    let s = b.open().await;
+    user_with_tokens(&s, "juliet", 2).await;
+    user_with_tokens(&s, "romeo", 1).await;
+    s.delete_user("juliet", "capulet.lit").await.unwrap();
+    assert!(hashes(&s, "juliet", NOW).await.is_empty());
+    assert!(
+        !s.bump_fast_count("juliet", "capulet.lit", &hash(0), 1)
+            .await
+            .unwrap()
+    );
+    // A new account with the same name starts without the old one's tokens.
+    s.create_user("juliet", "capulet.lit", &creds(3))
+        .await
+        .unwrap();
+    assert!(hashes(&s, "juliet", NOW).await.is_empty());
+    s.add_fast_token("juliet", "capulet.lit", &hash(0), HT, NOW + 1, None)
+        .await
+        .unwrap();
+    assert_eq!(hashes(&s, "romeo", NOW).await, [hash(0)]);
+}
+
+pub async fn fast_tokens_die_with_the_password(b: &impl Backend) {
+    let server = b.open().await;
+    let cli = b.open().await;
+    user_with_tokens(&server, "juliet", 3).await;
+    user_with_tokens(&server, "romeo", 2).await;
+    // `pipit user passwd` in another process.
+    cli.set_credentials("juliet", "capulet.lit", &creds(7))
+        .await
+        .unwrap();
+    assert!(hashes(&server, "juliet", NOW).await.is_empty());
+    assert!(
+        !server
+            .bump_fast_count("juliet", "capulet.lit", &hash(0), 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(hashes(&server, "romeo", NOW).await, [hash(1), hash(0)]);
+    // Even "changing" to the same credentials revokes: a credentials write is the signal.
+    server
+        .add_fast_token("juliet", "capulet.lit", &hash(5), HT, NOW + 1, None)
+        .await
+        .unwrap();
+    server
+        .set_credentials("juliet", "capulet.lit", &creds(7))
+        .await
+        .unwrap();
+    assert!(hashes(&server, "juliet", NOW).await.is_empty());
+    // A failed write (bad credentials, or no such account) revokes nothing.
+    server
+        .add_fast_token("juliet", "capulet.lit", &hash(6), HT, NOW + 1, None)
+        .await
+        .unwrap();
+    let mut bad = creds(8);
+    bad.salt.clear();
+    assert!(
+        server
+            .set_credentials("juliet", "capulet.lit", &bad)
+            .await
+            .is_err()
+    );
+    assert_eq!(hashes(&server, "juliet", NOW).await, [hash(6)]);
+    assert_eq!(hashes(&server, "romeo", NOW).await, [hash(1), hash(0)]);
+}
+
+pub async fn older_fast_tokens_of_the_same_client_retire(b: &impl Backend) {
+    let s = b.open().await;
+    // Client "ua" holds seeds 0, 1, 2 (expiring at NOW+100, +200, +300).
+    user_with_tokens(&s, "juliet", 3).await;
+    let add = |seed, agent, expires| {
+        let s = s.clone();
+        async move {
+            s.add_fast_token("juliet", "capulet.lit", &hash(seed), HT, expires, agent)
+                .await
+                .unwrap()
+        }
+    };
+    add(10, Some("other"), NOW + 50).await;
+    add(11, None, NOW + 60).await;
+    add(12, None, NOW + 400).await;
+    user_with_tokens(&s, "romeo", 1).await;
+
+    // "ua" used its token expiring at NOW+200: the one at NOW+100 goes, no other.
+    let retired = s
+        .retire_older_fast_tokens("juliet", "capulet.lit", Some("ua"), NOW + 200)
+        .await
+        .unwrap();
+    assert_eq!(retired, 1);
+    assert_eq!(
+        hashes(&s, "juliet", NOW).await,
+        [hash(12), hash(2), hash(1), hash(11), hash(10)]
+    );
+    // No user agent matches only tokens without one.
+    let retired = s
+        .retire_older_fast_tokens("juliet", "capulet.lit", None, NOW + 400)
+        .await
+        .unwrap();
+    assert_eq!(retired, 1);
+    assert_eq!(
+        hashes(&s, "juliet", NOW).await,
+        [hash(12), hash(2), hash(1), hash(10)]
+    );
+    assert_eq!(hashes(&s, "romeo", NOW).await, [hash(0)]);
+}
+
+pub async fn expired_fast_tokens_are_purged(b: &impl Backend) {
+    let s = b.open().await;
+    user_with_tokens(&s, "juliet", 3).await;
+    user_with_tokens(&s, "romeo", 2).await;
+    // Expired: juliet's and romeo's seed 0 (NOW+100), seed 1 (NOW+200) at NOW+200 too.
+    let purged = s.delete_expired_fast_tokens(NOW + 200).await.unwrap();
+    assert_eq!(purged, 4);
+    assert_eq!(hashes(&s, "juliet", 0).await, [hash(2)]);
+    assert!(hashes(&s, "romeo", 0).await.is_empty());
+    assert_eq!(s.delete_expired_fast_tokens(NOW + 200).await.unwrap(), 0);
 }

@@ -1,6 +1,8 @@
 //! Exchange-level tests: RFC vectors, channel binding, unknown users, robustness.
 
 mod channel_binding;
+mod downgrade;
+mod ht;
 mod rfc_vectors;
 mod robustness;
 mod session;
