@@ -1,6 +1,7 @@
 //! `pipit check` end to end: against a real Pipit (every check passes, with the round
 //! trips the README promises), with a wrong password, against an unreachable port, and
-//! against fake servers that hang, babble or act on plaintext after `<starttls/>`.
+//! against fake servers that hang, babble, act on plaintext after `<starttls/>`, or offer
+//! SASL2 in part or with a config version they do not check.
 
 mod support;
 
@@ -36,7 +37,7 @@ fn rows(json: &str) -> Vec<Row> {
             round_trips: o.get("round_trips").and_then(|n| n.as_u64()),
         })
         .collect();
-    assert_eq!(rows.len(), 10, "ten checks expected:\n{json}");
+    assert_eq!(rows.len(), 13, "thirteen checks expected:\n{json}");
     for r in &rows {
         assert!(
             ["pass", "fail", "not-offered"].contains(&r.result.as_str()),
@@ -98,6 +99,12 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
         ("auth-restart-bind-pipelined-no-xml-decl", 5),
         ("sasl-failure-pipelined-restart", 6),
         ("direct-tls", 3),
+        // Over Direct TLS: the features, then SASL2 PLAIN with Bind2.
+        ("sasl2-bind2", 4),
+        // XEP-0509: header and <authenticate/> leave with the client's Finished.
+        ("iap-pipelined", 3),
+        // The refusal of a made-up version, then the retry on the same stream.
+        ("iap-stale-version-refused", 4),
     ];
     for (check, n) in expected {
         assert_eq!(row(&rows, check).round_trips, Some(n), "{check}: {rows:#?}");
@@ -114,6 +121,21 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
             .starts_with("graceful:")
     );
     assert!(row(&rows, "direct-tls").detail.contains("ALPN xmpp-client"));
+    for check in ["sasl2-bind2", "iap-pipelined", "iap-stale-version-refused"] {
+        let detail = &row(&rows, check).detail;
+        assert!(
+            detail.contains("bound alice@localhost/pipit-check."),
+            "{detail}"
+        );
+        assert!(detail.contains("(TLS 1.3, Direct TLS, "), "{detail}");
+        assert!(detail.contains("SASL2 PLAIN + Bind2"), "{detail}");
+    }
+    assert!(
+        row(&rows, "iap-stale-version-refused")
+            .detail
+            .starts_with("<failure/> <aborted/> + <config-version-mismatch/>; the message pipelined behind it was answered <not-authorized/>;"),
+        "{rows:#?}"
+    );
     assert!(
         row(&rows, "tls12-resumption")
             .detail
@@ -144,7 +166,16 @@ fn the_table_is_readable_and_verbose_shows_the_transcript() {
         "the stunt flight is described: {out}"
     );
     assert!(out.contains("S: <proceed xmlns="), "{out}");
-    assert!(out.contains("9 passed, 0 failed, 1 not offered"), "{out}");
+    assert!(out.contains("12 passed, 0 failed, 1 not offered"), "{out}");
+    // Without --direct-tls the SASL2 checks go over STARTTLS.
+    assert!(
+        out.contains("6 round trips (TLS 1.3, STARTTLS, SASL2 PLAIN + Bind2 after the features)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("5 round trips (TLS 1.3, STARTTLS, header + SASL2 PLAIN + Bind2 + config version in one flight)"),
+        "{out}"
+    );
     assert!(
         !out.contains("AGFsaWNlAHB3"),
         "the password (base64 in PLAIN) must not appear: {out}"
@@ -163,6 +194,8 @@ fn a_wrong_password_fails_the_login_checks_with_a_clear_detail() {
         "auth-restart-bind-pipelined",
         "auth-restart-bind-pipelined-no-xml-decl",
         "direct-tls",
+        "sasl2-bind2",
+        "iap-pipelined",
     ] {
         let r = row(&rows, check);
         assert_eq!(r.result, "fail", "{r:#?}");
@@ -176,6 +209,18 @@ fn a_wrong_password_fails_the_login_checks_with_a_clear_detail() {
     let r = row(&rows, "sasl-failure-pipelined-restart");
     assert_eq!(r.result, "fail");
     assert!(r.detail.contains("are the credentials right?"), "{r:#?}");
+    // The made-up version is refused as it should be; only the retry fails.
+    let r = row(&rows, "iap-stale-version-refused");
+    assert_eq!(r.result, "fail");
+    assert!(
+        r.detail
+            .starts_with("<failure/> <aborted/> + <config-version-mismatch/>;")
+            && r.detail.contains(
+                "the retry on the same stream with the current version failed: \
+                 authentication failed: <not-authorized/>"
+            ),
+        "{r:#?}"
+    );
     // What needs no credentials still passes.
     for check in [
         "plaintext-after-starttls-ignored",
@@ -360,4 +405,278 @@ fn a_server_acting_on_plaintext_after_starttls_is_a_security_finding() {
     let r = row(&rows, "plaintext-after-starttls-ignored");
     assert_eq!(r.result, "fail", "{r:#?}");
     assert!(r.detail.starts_with("SECURITY:"), "{r:#?}");
+}
+
+/// What a fake Direct TLS server offers after TLS, and how it treats config versions.
+#[derive(Clone, Copy)]
+struct Sasl2Fake {
+    /// The SASL2 mechanisms (PLAIN and SCRAM-SHA-256 work); none: no `<authentication/>`.
+    mechanisms: &'static [&'static str],
+    /// `<inline><bind xmlns='urn:xmpp:bind:0'/></inline>` is offered.
+    bind2: bool,
+    /// The config version announced, if any.
+    version: Option<&'static str>,
+    /// A pipelined `<authenticate/>` against another version is refused (XEP-0509).
+    honour_version: bool,
+}
+
+impl Sasl2Fake {
+    fn features(&self) -> String {
+        let mut auth = String::new();
+        if !self.mechanisms.is_empty() {
+            auth.push_str("<authentication xmlns='urn:xmpp:sasl:2'>");
+            for m in self.mechanisms {
+                auth.push_str(&format!("<mechanism>{m}</mechanism>"));
+            }
+            if self.bind2 {
+                auth.push_str("<inline><bind xmlns='urn:xmpp:bind:0'/></inline>");
+            }
+            auth.push_str("</authentication>");
+        }
+        let version = self
+            .version
+            .map(|v| {
+                format!("<config-version xmlns='urn:xmpp:iap:0' scheme='opaque' value='{v}'/>")
+            })
+            .unwrap_or_default();
+        format!(
+            "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>PLAIN</mechanism></mechanisms>{auth}{version}</stream:features>"
+        )
+    }
+
+    /// One Direct TLS connection: SASL2 against alice/pw through the real server-side SASL
+    /// code; a message after success comes back from the bound resource.
+    fn serve(self, stream: TcpStream) {
+        use base64::Engine as _;
+        use pipit_proto::sasl::{
+            ChannelBindingInfo, Mechanism, ServerSession, Step, StoredCredentials,
+        };
+        use pipit_proto::xml::{Limits, StreamEvent, StreamParser, ns};
+
+        const JID: &str = "alice@localhost/pipit-check.fake";
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let creds = StoredCredentials::derive("pw", b"fake-salt", 4096).unwrap();
+        let conn = rustls::ServerConnection::new(pipit_testkit::server_tls()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        let mut parser = StreamParser::new(Limits::default());
+        let mut session: Option<ServerSession> = None;
+        let mut bound = false;
+        let mut buf = [0u8; 16 * 1024];
+        let success = |data: Option<Vec<u8>>| {
+            let data = data
+                .map(|d| format!("<additional-data>{}</additional-data>", b64.encode(d)))
+                .unwrap_or_default();
+            format!(
+                "<success xmlns='urn:xmpp:sasl:2'>{data}<authorization-identifier>{JID}\
+                 </authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>"
+            )
+        };
+        let not_authorized = "<failure xmlns='urn:xmpp:sasl:2'>\
+            <not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>";
+        loop {
+            let n = match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            parser.feed(&buf[..n]);
+            let mut out = String::new();
+            while let Ok(Some(event)) = parser.next_event() {
+                let e = match event {
+                    StreamEvent::Open(_) => {
+                        out.push_str(SERVER_HEADER);
+                        out.push_str(&self.features());
+                        continue;
+                    }
+                    StreamEvent::Close => return,
+                    StreamEvent::Element(e) => e,
+                };
+                let data = |name: &str| {
+                    let el = if e.name() == name {
+                        Some(&e)
+                    } else {
+                        e.get_child(name, ns::SASL2)
+                    };
+                    b64.decode(el.map(|i| i.text()).unwrap_or_default())
+                        .unwrap_or_default()
+                };
+                let step = if e.is("authenticate", ns::SASL2) {
+                    let version = e
+                        .get_child("config-version", ns::IAP)
+                        .and_then(|v| v.attr("value"));
+                    if self.honour_version && version.is_some() && version != self.version {
+                        out.push_str(
+                            "<failure xmlns='urn:xmpp:sasl:2'>\
+                             <aborted xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\
+                             <config-version-mismatch xmlns='urn:xmpp:iap:0'/></failure>",
+                        );
+                        continue;
+                    }
+                    let mech =
+                        Mechanism::from_name(e.attr("mechanism").unwrap_or_default()).unwrap();
+                    let initial = data("initial-response");
+                    let cb = ChannelBindingInfo::default();
+                    let (mut s, _) = ServerSession::start(mech, Some(&initial), &cb).unwrap();
+                    let step = s.credentials(Some(&creds), "fakenonce");
+                    session = Some(s);
+                    step
+                } else if e.is("response", ns::SASL2) {
+                    session.as_mut().unwrap().respond(&data("response"))
+                } else if e.is("auth", ns::SASL) {
+                    // The direct-tls check's SASL1 login: refused, so that it ends at once.
+                    out.push_str(
+                        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+                    );
+                    continue;
+                } else if e.name() == "message" && bound {
+                    let body = e.children().find(|c| c.name() == "body").unwrap().text();
+                    out.push_str(&format!(
+                        "<message from='{JID}' type='chat'><body>{body}</body></message>"
+                    ));
+                    continue;
+                } else {
+                    continue;
+                };
+                match step {
+                    Ok(Step::Challenge(data)) => out.push_str(&format!(
+                        "<challenge xmlns='urn:xmpp:sasl:2'>{}</challenge>",
+                        b64.encode(data)
+                    )),
+                    Ok(Step::Success { additional_data }) => {
+                        bound = true;
+                        out.push_str(&success(additional_data));
+                    }
+                    Ok(Step::NeedCredentials { .. }) | Err(_) => out.push_str(not_authorized),
+                }
+            }
+            if !out.is_empty() && tls.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `pipit check` with a STARTTLS address that hangs up at once and a fake Direct TLS
+/// server; returns the rows of the SASL2 checks.
+fn check_sasl2_fake(fake: Sasl2Fake) -> Vec<Row> {
+    let closer = fake_server(drop);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let direct = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            thread::spawn(move || fake.serve(stream));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pipit_testkit::pki().ca_pem).unwrap();
+    let out = pipit_ok(&[
+        "check",
+        &closer,
+        "--direct-tls",
+        &direct,
+        "--jid",
+        "alice@localhost",
+        "--password",
+        "pw",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--timeout",
+        "1",
+        "--json",
+    ]);
+    rows(&out)
+        .into_iter()
+        .filter(|r| r.check.starts_with("sasl2") || r.check.starts_with("iap"))
+        .collect()
+}
+
+#[test]
+fn scram_through_sasl2_and_iap_pass_against_a_server_without_plain() {
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["SCRAM-SHA-256"],
+        bind2: true,
+        version: Some("v1"),
+        honour_version: true,
+    });
+    // SCRAM takes one round trip more than PLAIN; the server signature is verified.
+    for (check, n) in [
+        ("sasl2-bind2", 5),
+        ("iap-pipelined", 4),
+        ("iap-stale-version-refused", 5),
+    ] {
+        let r = row(&rows, check);
+        assert_eq!(r.result, "pass", "{r:#?}");
+        assert_eq!(r.round_trips, Some(n), "{r:#?}");
+        assert!(r.detail.contains("SASL2 SCRAM-SHA-256 + Bind2"), "{r:#?}");
+        assert!(
+            r.detail.contains("bound alice@localhost/pipit-check.fake"),
+            "{r:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_ignores_the_config_version_fails_the_stale_version_check() {
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: true,
+        version: Some("v1"),
+        honour_version: false,
+    });
+    assert_eq!(row(&rows, "sasl2-bind2").result, "pass", "{rows:#?}");
+    assert_eq!(row(&rows, "iap-pipelined").result, "pass", "{rows:#?}");
+    let r = row(&rows, "iap-stale-version-refused");
+    assert_eq!(r.result, "fail", "{r:#?}");
+    assert!(
+        r.detail
+            .starts_with("the server accepted the made-up config version")
+            && r.detail
+                .ends_with("and authenticated as alice@localhost/pipit-check.fake"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn what_a_server_does_not_offer_is_not_offered() {
+    // No SASL2 at all.
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &[],
+        bind2: false,
+        version: None,
+        honour_version: false,
+    });
+    for r in &rows {
+        assert_eq!(r.result, "not-offered", "{r:#?}");
+        assert!(r.detail.contains("no SASL2 (XEP-0388)"), "{r:#?}");
+    }
+    // SASL2 without Bind2.
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: false,
+        version: Some("v1"),
+        honour_version: true,
+    });
+    for r in &rows {
+        assert_eq!(r.result, "not-offered", "{r:#?}");
+        assert!(r.detail.contains("without inline Bind2"), "{r:#?}");
+    }
+    // SASL2 and Bind2, but no config version: no IAP.
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: true,
+        version: None,
+        honour_version: false,
+    });
+    assert_eq!(row(&rows, "sasl2-bind2").result, "pass", "{rows:#?}");
+    assert_eq!(row(&rows, "sasl2-bind2").round_trips, Some(4));
+    for check in ["iap-pipelined", "iap-stale-version-refused"] {
+        let r = row(&rows, check);
+        assert_eq!(r.result, "not-offered", "{r:#?}");
+        assert!(
+            r.detail.contains("no <config-version/> (XEP-0509)"),
+            "{r:#?}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ macro_rules! connect {
 }
 
 /// Closes `probe` and makes the finding, with the transcript as evidence.
-async fn finish(
+pub async fn finish(
     probe: Probe,
     check: &'static str,
     verdict: Verdict,
@@ -42,7 +42,7 @@ async fn finish(
 }
 
 /// A step that stopped: not offered or failed, prefixed with `context`.
-fn stopped(stop: Stop, context: &str) -> (Verdict, String) {
+pub fn stopped(stop: Stop, context: &str) -> (Verdict, String) {
     match stop {
         Stop::NotOffered(why) => (Verdict::NotOffered, why),
         Stop::Failed(why) => (Verdict::Fail, format!("{context}{why}")),

@@ -286,17 +286,7 @@ async fn sasl(
             .send("auth PLAIN", &plain_auth(&account.local, &account.password))
             .await;
     } else {
-        let nonce = format!("{}{}", random_hex(), random_hex());
-        let client = ScramClient::new(
-            mechanism,
-            &account.local,
-            &account.password,
-            None,
-            &nonce,
-            None,
-            plus_offered,
-        )
-        .map_err(|e| format!("cannot start {}: {e}", mechanism.name()))?;
+        let client = scram_client(target, mechanism, plus_offered)?;
         probe
             .send(
                 &format!("auth {}", mechanism.name()),
@@ -323,6 +313,26 @@ async fn sasl(
             .map_err(|e| format!("the server's SCRAM signature is wrong: {e}")),
         (SaslAnswer::Challenge(_), _) => Err("unexpected SASL challenge".into()),
     }
+}
+
+/// A SCRAM client for the account with a fresh nonce, without channel binding; the GS2
+/// flag tells the server whether -PLUS was offered (RFC 5802 §6).
+pub fn scram_client(
+    target: &Target,
+    mechanism: Mechanism,
+    plus_offered: bool,
+) -> Result<ScramClient, String> {
+    let nonce = format!("{}{}", random_hex(), random_hex());
+    ScramClient::new(
+        mechanism,
+        &target.account.local,
+        &target.account.password,
+        None,
+        &nonce,
+        None,
+        plus_offered,
+    )
+    .map_err(|e| format!("cannot start {}: {e}", mechanism.name()))
 }
 
 /// A SASL answer that is not a failure.

@@ -5,19 +5,23 @@
 //! condition or the timeout, and grades the server: pass, fail or not offered, with the
 //! transcript as evidence and the round trips of each login that completed.
 //!
-//! Layout: `checks` (one function per check), `flows` (login steps they share), `probe`
-//! (a scripted connection), `xmpp` (what is written and how answers are read), `tls`
-//! (client configurations), `report` (table and JSON), `transcript` (evidence).
+//! Layout: `checks` (one function per check), `sasl2_checks` (the SASL2, Bind2 and IAP
+//! checks), `flows` (login steps they share), `probe` (a scripted connection), `xmpp` and
+//! `sasl2` (what is written and how answers are read), `tls` (client configurations),
+//! `report` (table and JSON), `transcript` (evidence).
 //!
 //! Run order: the lockstep baseline first (it learns the mechanisms), then the pipelined
 //! auth checks (a server that passes them gets pipelined logins in the STARTTLS, stunt and
 //! Direct TLS checks, so their round trips show the best form it takes; others get
-//! lockstep logins there, so each check grades one thing). Printed in a fixed order.
+//! lockstep logins there, so each check grades one thing), then the rest; the SASL2 checks
+//! go over Direct TLS when it is given. Printed in a fixed order.
 
 mod checks;
 mod flows;
 mod probe;
 mod report;
+mod sasl2;
+mod sasl2_checks;
 mod tls;
 mod transcript;
 mod xmpp;
@@ -39,15 +43,19 @@ use xmpp::Account;
 #[command(after_help = "Checks: lockstep-login (baseline), starttls-pipelined, \
     stunt-clienthello, plaintext-after-starttls-ignored, auth-restart-bind-pipelined, \
     auth-restart-bind-pipelined-no-xml-decl, sasl-failure-pipelined-restart, \
-    tls13-resumption, tls12-resumption, direct-tls.\n\n\
+    tls13-resumption, tls12-resumption, direct-tls, sasl2-bind2, iap-pipelined, \
+    iap-stale-version-refused.\n\n\
     plaintext-after-starttls-ignored sends a plaintext login with a decoy password right \
     behind <starttls/>; the real password only ever travels inside TLS.\n\
+    The SASL2 checks (XEP-0388 with Bind2, XEP-0386; IAP, XEP-0509) use Direct TLS when \
+    --direct-tls is given, else STARTTLS.\n\
     The exit status is 0 whatever the grades; non-zero means the probe could not run.")]
 pub struct CheckArgs {
     /// The server's STARTTLS c2s address.
     #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
     addr: String,
-    /// Its Direct TLS (XEP-0368) address; without it the direct-tls check is not offered.
+    /// Its Direct TLS (XEP-0368) address; without it the direct-tls check is not offered
+    /// and the SASL2 checks go over STARTTLS.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
     /// An account on the server (its domain is also the TLS server name).
@@ -179,6 +187,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         checks::resumption(&target, &rustls::version::TLS13).await,
         checks::resumption(&target, &rustls::version::TLS12).await,
         checks::direct_tls(&target).await,
+        sasl2_checks::sasl2_bind2(&target).await,
+        sasl2_checks::iap_pipelined(&target).await,
+        sasl2_checks::iap_stale_version_refused(&target).await,
     ];
     print(&args, &target, &findings);
     Ok(())

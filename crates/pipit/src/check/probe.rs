@@ -6,7 +6,7 @@
 //! `<starttls/>` (stunt buffering), or a login buffered behind a ClientHello. Server bytes
 //! go through the same layer changes as on the server side: XML up to `<proceed/>`, the
 //! rest to TLS (or, when no TLS was started, kept raw as evidence), and a fresh parser
-//! after `<success/>`.
+//! after an RFC 6120 `<success/>` (a SASL2 one restarts nothing, XEP-0388 §2.6.1).
 //!
 //! Round trips: connecting counts as one; every wait that follows a write counts one more.
 

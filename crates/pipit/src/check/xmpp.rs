@@ -61,7 +61,7 @@ pub fn response(data: &[u8]) -> String {
 }
 
 /// SASL data in base64; `=` for empty data (RFC 6120 §6.4.2).
-fn encode(data: &[u8]) -> String {
+pub fn encode(data: &[u8]) -> String {
     if data.is_empty() {
         "=".into()
     } else {
@@ -127,6 +127,22 @@ impl Plan {
     /// Presence and the message to self.
     pub fn stanzas(&self) -> String {
         format!("{PRESENCE}{}", self.message())
+    }
+
+    /// Presence and the message to self sent to the bare JID: for logins where the
+    /// server picks the resource (Bind2), unknown when the message is written. The
+    /// presence makes this resource available, so it gets the message (RFC 6121 §8.5.2.1.1).
+    pub fn stanzas_to_bare(&self) -> String {
+        let bare = self
+            .full_jid
+            .split_once('/')
+            .map_or(self.full_jid.as_str(), |(bare, _)| bare);
+        format!(
+            "{PRESENCE}<message to='{}' type='chat' id='{}'><body>{}</body></message>",
+            escape_attr_value(bare),
+            self.token,
+            self.token
+        )
     }
 
     /// The whole pipelined login after TLS: header, PLAIN auth, restart header, bind,
@@ -303,17 +319,29 @@ pub fn progress(received: &[Received], plan: &Plan) -> Progress {
                     .unwrap_or_else(|| "(no jid in the bind result)".into())),
                 _ => Err(stanza_error(e)),
             });
-        } else if e.name() == "message"
-            && e.get_child("body", e.ns()).map(|b| b.text()) == Some(plan.token.clone())
-        {
-            if e.attr("type") == Some("error") {
-                p.message_error = Some(stanza_error(e));
-            } else {
-                p.message_back = true;
+        } else if let Some(answer) = message_to_self(e, plan) {
+            match answer {
+                Ok(()) => p.message_back = true,
+                Err(cond) => p.message_error = Some(cond),
             }
         }
     }
     p
+}
+
+/// If `e` is the message to self of `plan`: `Ok` when it came back, the condition when
+/// it bounced.
+pub fn message_to_self(e: &Element, plan: &Plan) -> Option<Result<(), String>> {
+    if e.name() != "message"
+        || e.get_child("body", e.ns()).map(|b| b.text()).as_deref() != Some(plan.token.as_str())
+    {
+        return None;
+    }
+    Some(if e.attr("type") == Some("error") {
+        Err(stanza_error(e))
+    } else {
+        Ok(())
+    })
 }
 
 #[cfg(test)]
