@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use pipit_proto::client::{ClientConnection, ClientError, ClientEvent, Mode};
 use pipit_proto::jid::Jid;
 use pipit_proto::random::Random;
-use pipit_proto::sasl::Mechanism;
 use pipit_proto::xml::Element;
 use rustls::ProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,8 +40,8 @@ pub struct Report {
     pub tls_version: Option<String>,
     /// Whether the TLS session was resumed from an earlier login's ticket.
     pub resumed: bool,
-    /// The SASL mechanism used.
-    pub mechanism: Option<Mechanism>,
+    /// The SASL mechanism used (a FAST login names its HT-* mechanism).
+    pub mechanism: Option<&'static str>,
     /// Whether the login pipelined authentication on the grounds of an earlier
     /// success (DESIGN.md rule 9).
     pub pipelined: bool,

@@ -1,14 +1,15 @@
 //! What earlier logins learned, per (server address, account): the grounds on which a
 //! later login may pipeline (DESIGN.md rule 9). Kept in memory, or in a JSON file.
 //!
-//! The file holds the server's SASL mechanisms, its channel-binding types and
-//! whether these credentials succeeded there. Never the password, and never a TLS
-//! session ticket (see [`crate::tls`]).
+//! The file holds the server's SASL mechanisms, its channel-binding types, whether
+//! these credentials succeeded there, the XEP-0509 config version and the FAST token
+//! (XEP-0484) the server issued; it is written readable by its owner only. Never the
+//! password, and never a TLS session ticket (see [`crate::tls`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pipit_proto::client::KnownServer;
+use pipit_proto::client::{FastToken, KnownServer};
 use pipit_proto::jid::Jid;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,21 @@ struct Entry {
     /// XEP-0509 config version, for pipelining SASL2 `<authenticate/>`.
     #[serde(default)]
     config_version: Option<String>,
+    /// FAST mechanisms offered (XEP-0484).
+    #[serde(default)]
+    fast_mechanisms: Vec<String>,
+    /// The FAST token: a secret as good as the password for FAST logins, so the file
+    /// is written readable by its owner only.
+    #[serde(default)]
+    fast_token: Option<StoredToken>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredToken {
+    token: String,
+    mechanism: String,
+    expiry: String,
+    count: u64,
 }
 
 impl State {
@@ -103,6 +119,13 @@ impl State {
                 channel_bindings: e.channel_bindings.clone(),
                 credentials_ok: e.credentials_ok,
                 config_version: e.config_version.clone(),
+                fast_mechanisms: e.fast_mechanisms.clone(),
+                fast_token: e.fast_token.as_ref().map(|t| FastToken {
+                    token: t.token.clone(),
+                    mechanism: t.mechanism.clone(),
+                    expiry: t.expiry.clone(),
+                    count: t.count,
+                }),
             })
     }
 
@@ -115,6 +138,13 @@ impl State {
             channel_bindings: known.channel_bindings.clone(),
             credentials_ok: known.credentials_ok,
             config_version: known.config_version.clone(),
+            fast_mechanisms: known.fast_mechanisms.clone(),
+            fast_token: known.fast_token.as_ref().map(|t| StoredToken {
+                token: t.token.clone(),
+                mechanism: t.mechanism.clone(),
+                expiry: t.expiry.clone(),
+                count: t.count,
+            }),
         };
         let mut inner = self.lock();
         let servers = &mut inner.file.servers;
@@ -179,9 +209,28 @@ impl Inner {
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, &json).map_err(|e| state_error(&tmp, e))?;
+        write_private(&tmp, &json).map_err(|e| state_error(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))
     }
+}
+
+/// Writes a file only its owner can read: it may hold FAST tokens.
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
 }
 
 fn parse(path: &Path, data: &[u8]) -> Result<StateFile, Error> {
@@ -222,6 +271,8 @@ mod tests {
             channel_bindings: vec!["tls-exporter".into()],
             credentials_ok: true,
             config_version: Some("v1".into()),
+            fast_mechanisms: vec!["HT-SHA-256-EXPR".into()],
+            fast_token: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Stream-level errors and their mapping to RFC 6120 §4.9.3 conditions, in one place.
 
-use crate::xml::XmlError;
+use crate::xml::{Element, XmlError};
 
 /// Why a stream ends with an error. Each variant maps to exactly one RFC 6120
 /// §4.9.3 condition in [`StreamError::condition`], except a failed TLS handshake,
@@ -41,6 +41,17 @@ pub enum StreamError {
     /// The TLS layer failed; the peer gets a TLS alert, not an XMPP error.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The client acknowledged stanzas that were never sent (XEP-0198 §4).
+    #[error("handled count too high: the client acknowledged {h} stanzas of {sent} sent")]
+    HandledCountTooHigh {
+        /// The client's `h`.
+        h: u32,
+        /// Stanzas sent, modulo 2^32.
+        sent: u32,
+    },
+    /// A limit on what the server keeps for this stream was reached.
+    #[error("resource constraint: {0}")]
+    ResourceConstraint(String),
 }
 
 impl StreamError {
@@ -65,7 +76,20 @@ impl StreamError {
             StreamError::ConnectionTimeout => "connection-timeout",
             StreamError::Conflict => "conflict",
             StreamError::SystemShutdown => "system-shutdown",
+            StreamError::HandledCountTooHigh { .. } => "undefined-condition",
+            StreamError::ResourceConstraint(_) => "resource-constraint",
             StreamError::Tls(_) => return None,
         })
+    }
+
+    /// The application-specific condition (RFC 6120 §4.9.4) that goes with the
+    /// defined one, if any.
+    pub fn application_condition(&self) -> Option<Element> {
+        match self {
+            StreamError::HandledCountTooHigh { h, sent } => {
+                Some(crate::server::sm::handled_count_too_high(*h, *sent))
+            }
+            _ => None,
+        }
     }
 }

@@ -21,7 +21,7 @@ struct Run {
     /// Round trips until the message to oneself came back.
     to_stanza: usize,
     learned: KnownServer,
-    mechanism: Option<Mechanism>,
+    mechanism: Option<&'static str>,
 }
 
 fn config(
@@ -46,12 +46,22 @@ fn config(
 /// Moves flights between client and server until the self-message is back, counting
 /// a round trip for each flight the client sends and then waits on.
 fn run(config: ClientConfig, feed: Feed) -> Result<Run, ClientError> {
+    run_in(config, feed, &mut Vec::new())
+}
+
+/// As [`run`], with a FAST token store that outlives the connection.
+fn run_in(
+    config: ClientConfig,
+    feed: Feed,
+    tokens: &mut Vec<([u8; 32], String, u64)>,
+) -> Result<Run, ClientError> {
     let listener = if config.mode.direct_tls() {
         Listener::DirectTls
     } else {
         Listener::StartTls
     };
     let mut server = Harness::new(listener, ConflictPolicy::Replace, feed);
+    server.log.fast_tokens = std::mem::take(tokens);
     let mut client = ClientConnection::new(config, Box::new(SeededRandom::new(3)))?;
     let me = Element::new("message", ns::CLIENT)
         .with_attr("to", "alice@localhost")
@@ -80,6 +90,7 @@ fn run(config: ClientConfig, feed: Feed) -> Result<Run, ClientError> {
                     to_bound = Some(round_trips);
                 }
                 ClientEvent::Stanza(s) if s.get_child("body", ns::CLIENT).is_some() => {
+                    *tokens = std::mem::take(&mut server.log.fast_tokens);
                     return Ok(Run {
                         to_bound: to_bound.expect("bound before stanzas"),
                         to_stanza: round_trips,
@@ -87,7 +98,10 @@ fn run(config: ClientConfig, feed: Feed) -> Result<Run, ClientError> {
                         mechanism: client.mechanism(),
                     });
                 }
-                ClientEvent::Closed { error } => return Err(error.expect("closed with a reason")),
+                ClientEvent::Closed { error } => {
+                    *tokens = std::mem::take(&mut server.log.fast_tokens);
+                    return Err(error.expect("closed with a reason"));
+                }
                 _ => {}
             }
         }
@@ -157,7 +171,7 @@ fn the_strongest_mechanism_is_picked_by_default() {
     )
     .unwrap();
     // SCRAM-SHA-256-PLUS: one more round trip than PLAIN.
-    assert_eq!(got.mechanism, Some(Mechanism::ScramSha256Plus));
+    assert_eq!(got.mechanism, Some("SCRAM-SHA-256-PLUS"));
     assert_eq!(got.to_bound, 4);
 }
 
@@ -206,6 +220,8 @@ fn a_cache_that_lacks_the_mechanism_is_not_trusted() {
         channel_bindings: Vec::new(),
         credentials_ok: true,
         config_version: None,
+        fast_mechanisms: Vec::new(),
+        fast_token: None,
     };
     let got = run(
         config(Mode::Stunt, Some(Mechanism::Plain), Some(stale), PASSWORD),
@@ -263,4 +279,93 @@ fn sasl2_login_at_every_split_point() {
         .unwrap();
         assert_eq!(got.to_bound, 4, "{feed:?}");
     }
+}
+
+/// A SASL2 login that asks for a FAST token, then what it learned.
+fn with_token(tokens: &mut Vec<([u8; 32], String, u64)>) -> KnownServer {
+    let cache = known(Some(Mechanism::Plain));
+    let got = run_in(
+        config(Mode::Sasl2, Some(Mechanism::Plain), Some(cache), PASSWORD),
+        Feed::Whole,
+        tokens,
+    )
+    .unwrap();
+    assert!(got.learned.fast_token.is_some(), "a token was issued");
+    assert_eq!(tokens.len(), 1, "and stored hashed");
+    got.learned
+}
+
+#[test]
+fn fast_logs_in_without_the_password_in_three_round_trips() {
+    let mut tokens = Vec::new();
+    let learned = with_token(&mut tokens);
+    for feed in Feed::all(1400) {
+        let mut store = tokens.clone();
+        // No password at all: only the token can have done it.
+        let got = run_in(
+            config(Mode::Fast, None, Some(learned.clone()), ""),
+            feed,
+            &mut store,
+        )
+        .unwrap();
+        assert_eq!(got.to_bound, 3, "{feed:?}");
+        let rotated = got.learned.fast_token.expect("a fresh token");
+        assert_ne!(
+            Some(&rotated),
+            learned.fast_token.as_ref(),
+            "rotated at each login"
+        );
+    }
+}
+
+#[test]
+fn a_replayed_fast_count_is_refused() {
+    let mut tokens = Vec::new();
+    let learned = with_token(&mut tokens);
+    run_in(
+        config(Mode::Fast, None, Some(learned.clone()), ""),
+        Feed::Whole,
+        &mut tokens,
+    )
+    .unwrap();
+    // The same cached state again: the same count, which the server has seen.
+    let err = run_in(
+        config(Mode::Fast, None, Some(learned), ""),
+        Feed::Whole,
+        &mut tokens,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, ClientError::AuthFailed { ref condition, .. } if condition == "not-authorized"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_token_is_no_good_for_another_mechanism_or_after_it_is_gone() {
+    let mut tokens = Vec::new();
+    let mut learned = with_token(&mut tokens);
+    let mut wrong = learned.clone();
+    if let Some(t) = wrong.fast_token.as_mut() {
+        t.mechanism = "HT-SHA-256-NONE".into();
+    }
+    assert!(
+        run_in(
+            config(Mode::Fast, None, Some(wrong), ""),
+            Feed::Whole,
+            &mut tokens
+        )
+        .is_err()
+    );
+    tokens.clear();
+    learned.fast_token.as_mut().unwrap().count += 10;
+    assert!(
+        run_in(
+            config(Mode::Fast, None, Some(learned), ""),
+            Feed::Whole,
+            &mut tokens
+        )
+        .is_err()
+    );
 }

@@ -38,6 +38,9 @@ pub struct Settings {
     pub max_stanza_bytes: Option<usize>,
     /// Seconds a client has from connect to a bound resource.
     pub login_timeout_secs: Option<u64>,
+    /// Seconds a dropped session with stream management waits to be resumed
+    /// (XEP-0198 §5); 0 turns resumption off.
+    pub sm_resume_timeout_secs: Option<u64>,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
             scram_iterations: flags.scram_iterations.or(self.scram_iterations),
             max_stanza_bytes: flags.max_stanza_bytes.or(self.max_stanza_bytes),
             login_timeout_secs: flags.login_timeout_secs.or(self.login_timeout_secs),
+            sm_resume_timeout_secs: flags.sm_resume_timeout_secs.or(self.sm_resume_timeout_secs),
         }
     }
 }
@@ -89,12 +93,16 @@ pub struct Config {
     pub limits: Limits,
     /// Time from connect to bound resource.
     pub login_timeout: Duration,
+    /// How long a detached session waits for resumption (zero: no resumption).
+    pub sm_resume_timeout: Duration,
 }
 
 /// Default data directory, relative to where `pipit` runs.
 pub const DEFAULT_DATA_DIR: &str = "pipit-data";
 /// Default iteration count for SCRAM (RFC 7677 §4 recommends at least 4096).
 pub const DEFAULT_SCRAM_ITERATIONS: u32 = 4096;
+/// Default time a detached session waits for resumption (XEP-0198 §5).
+pub const DEFAULT_SM_RESUME_TIMEOUT_SECS: u64 = 300;
 
 impl Config {
     /// Resolves settings into a configuration.
@@ -160,6 +168,11 @@ impl Config {
             scram_iterations,
             limits,
             login_timeout: Duration::from_secs(settings.login_timeout_secs.unwrap_or(60)),
+            sm_resume_timeout: Duration::from_secs(
+                settings
+                    .sm_resume_timeout_secs
+                    .unwrap_or(DEFAULT_SM_RESUME_TIMEOUT_SECS),
+            ),
         })
     }
 }
@@ -176,6 +189,7 @@ mod tests {
         assert_eq!(config.direct_tls_addr.to_string(), "127.0.0.1:5223");
         assert_eq!(config.scram_iterations, 4096);
         assert!(config.database.ends_with("pipit.sqlite3"));
+        assert_eq!(config.sm_resume_timeout, Duration::from_secs(300));
     }
 
     #[test]

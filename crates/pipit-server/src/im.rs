@@ -23,6 +23,27 @@ pub fn handle_stanza(ctx: &Context, from: &Jid, stanza: Element) {
     }
 }
 
+/// A stanza routed to a session that ended for good before its client confirmed
+/// it: sent but never acknowledged (XEP-0198 §4), or never written at all. It is
+/// handled as one sent to an unavailable resource (RFC 6121 §8.5.3.2), never lost
+/// silently: with no offline storage yet, a message bounces to its sender with
+/// `service-unavailable` (errors and headlines excepted, §8.5.2.2.1), an iq request
+/// gets that error, presence and iq results are dropped. Offline storage slots in
+/// here: store the message instead of bouncing it.
+pub fn undeliverable(ctx: &Context, stanza: Element) {
+    let kind = stanza.attr("type");
+    let bounce = match stanza.name() {
+        "message" => !matches!(kind, Some("error" | "headline")),
+        "iq" => matches!(kind, Some("get" | "set")),
+        _ => false,
+    };
+    // The core stamped `from` on everything a client sent.
+    let sender = stanza.attr("from").and_then(|f| Jid::parse(f).ok());
+    if let (true, Some(sender)) = (bounce, sender) {
+        reply_error(ctx, &sender, &stanza, StanzaError::ServiceUnavailable);
+    }
+}
+
 fn reply_error(ctx: &Context, from: &Jid, stanza: &Element, error: StanzaError) {
     if let Some(reply) = error_reply(stanza, error) {
         ctx.router.deliver_to_full(from, reply);

@@ -12,7 +12,9 @@
 
 pub mod config;
 mod error;
+mod fast;
 mod im;
+pub mod resumption;
 pub mod router;
 mod server;
 mod session;

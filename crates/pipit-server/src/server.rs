@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pipit_proto::server::{Listener, ServerConfig};
+use pipit_proto::server::{Listener, ServerConfig, SmConfig};
 use pipit_store::SharedStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::resumption::Resumption;
 use crate::router::Router;
 use crate::session::{self, OsRandom};
 use crate::tls;
@@ -28,6 +29,8 @@ pub struct Context {
     pub store: SharedStore,
     /// Bound sessions.
     pub router: Router,
+    /// Resumable sessions by SM-ID (XEP-0198 §5).
+    pub resumption: Resumption,
     /// Flips to true when the server shuts down; every session watches it.
     pub shutdown: watch::Sender<bool>,
     next_session_id: AtomicU64,
@@ -71,6 +74,11 @@ impl Server {
             limits: config.limits,
             scram_iterations: config.scram_iterations,
             decoy_secret: random_secret(),
+            stream_management: SmConfig {
+                resume_timeout_secs: u32::try_from(config.sm_resume_timeout.as_secs())
+                    .unwrap_or(u32::MAX),
+                ..SmConfig::default()
+            },
         });
         let store = pipit_store::open(&config.database).await?;
         let listen = |addr: SocketAddr| async move {
@@ -85,6 +93,7 @@ impl Server {
             config,
             store,
             router: Router::default(),
+            resumption: Resumption::default(),
             shutdown: watch::channel(false).0,
             next_session_id: AtomicU64::new(1),
         });

@@ -26,7 +26,7 @@ pub struct LoginArgs {
     /// Direct TLS (XEP-0368) address [default: the --server host, port 5223].
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
-    /// lockstep, pipelined, stunt, direct, sasl2, or all (in that order, sharing what each
+    /// lockstep, pipelined, stunt, direct, sasl2, fast, or all (in that order, sharing what each
     /// learns and the TLS session cache).
     #[arg(long, value_name = "MODE", default_value = "stunt", value_parser = parse_modes)]
     mode: Modes,
@@ -215,7 +215,7 @@ fn fill(row: &mut Row, report: &Report) {
     row.login_ms = Some(millis(report.login_time));
     row.tls = report.tls_version.clone();
     row.resumed = Some(report.resumed);
-    row.mechanism = report.mechanism.map(Mechanism::name);
+    row.mechanism = report.mechanism;
     row.pipelined = Some(report.pipelined);
     row.jid = Some(report.jid.to_string());
 }
@@ -303,7 +303,7 @@ fn parse_modes(s: &str) -> Result<Modes, String> {
     }
     Mode::from_name(&s)
         .map(|m| Modes(vec![m]))
-        .ok_or_else(|| "expected lockstep, pipelined, stunt, direct, sasl2 or all".into())
+        .ok_or_else(|| "expected lockstep, pipelined, stunt, direct, sasl2, fast or all".into())
 }
 
 fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
@@ -388,7 +388,7 @@ mod tests {
     fn modes_and_mechanisms_parse_by_name() {
         assert_eq!(parse_modes("all").unwrap().0, Mode::ALL.to_vec());
         assert_eq!(parse_modes("Stunt").unwrap().0, vec![Mode::Stunt]);
-        assert!(parse_modes("fast").is_err());
+        assert!(parse_modes("warp").is_err());
         assert_eq!(parse_mechanism("scram-sha-256"), Ok(Mechanism::ScramSha256));
         assert!(parse_mechanism("MD5").unwrap_err().contains("PLAIN"));
     }

@@ -76,6 +76,10 @@ pub struct ConfigArgs {
     /// Seconds from connect to bound resource before the server gives up [default: 60].
     #[arg(long, value_name = "SECS")]
     login_timeout_secs: Option<u64>,
+    /// Seconds a dropped session with stream management waits to be resumed
+    /// (XEP-0198); 0 turns resumption off [default: 300].
+    #[arg(long, value_name = "SECS")]
+    sm_resume_timeout_secs: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -97,6 +101,7 @@ impl ConfigArgs {
             scram_iterations: self.scram_iterations,
             max_stanza_bytes: self.max_stanza_bytes,
             login_timeout_secs: self.login_timeout_secs,
+            sm_resume_timeout_secs: self.sm_resume_timeout_secs,
         };
         Ok(Config::resolve(file.merge(flags))?)
     }

@@ -1,5 +1,6 @@
 //! Real-client interop: slixmpp (Python) logs in to a real `pipit serve` over STARTTLS
-//! and over Direct TLS (XEP-0368) and delivers a chat message.
+//! and over Direct TLS (XEP-0368) and delivers a chat message; with its XEP-0198
+//! plugin it enables stream management and resumes a dropped stream.
 //!
 //! Ignored by default because it needs the venv that `scripts/test` makes (or a Python
 //! with slixmpp in `PIPIT_PYTHON`); `scripts/test` runs it with `--run-ignored all`.
@@ -53,6 +54,12 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 /// Runs `slixmpp_chat.py` in `mode` against a fresh server; panics with both sides'
 /// logs unless it exits 0.
 fn slixmpp_chat(mode: &str) {
+    slixmpp_script("slixmpp_chat.py", mode, ALICE, BOB);
+}
+
+/// Runs `tests/interop/{file}` in `mode` with `sender` and `receiver` against a
+/// fresh server; panics with both sides' logs unless it exits 0.
+fn slixmpp_script(file: &str, mode: &str, sender: (&str, &str), receiver: (&str, &str)) {
     let python = python();
     let started = Instant::now();
     let server = Server::start();
@@ -67,13 +74,13 @@ fn slixmpp_chat(mode: &str) {
     let err_path = server.data_dir().join("script.err");
     let script_started = Instant::now();
     let mut script = Command::new(&python)
-        .arg(workspace_root().join("tests/interop/slixmpp_chat.py"))
+        .arg(workspace_root().join("tests/interop").join(file))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--mode", mode])
         .arg("--cafile")
         .arg(server.cafile())
-        .args(["--sender", ALICE.0, "--sender-password", ALICE.1])
-        .args(["--receiver", BOB.0, "--receiver-password", BOB.1])
+        .args(["--sender", sender.0, "--sender-password", sender.1])
+        .args(["--receiver", receiver.0, "--receiver-password", receiver.1])
         .args(["--timeout", &SCRIPT_TIMEOUT_SECS.to_string(), "--debug"])
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("creating script.out"))
@@ -87,7 +94,7 @@ fn slixmpp_chat(mode: &str) {
     if status.is_none_or(|s| !s.success()) {
         let how = status.map_or_else(|| "was killed: it hung".to_owned(), |s| s.to_string());
         server.fail(&format!(
-            "slixmpp_chat.py --mode {mode} {how} after {script_time:?}\n\
+            "{file} --mode {mode} {how} after {script_time:?}\n\
              --- script stdout ---\n{stdout}\n\
              --- script stderr (tail; slixmpp SEND/RECV) ---\n{}",
             tail(&err_path, 120)
@@ -95,7 +102,7 @@ fn slixmpp_chat(mode: &str) {
     }
     print!("{stdout}");
     println!(
-        "slixmpp over {mode}: script {script_time:?}, whole test {:?}",
+        "{file} over {mode}: script {script_time:?}, whole test {:?}",
         started.elapsed()
     );
 }
@@ -110,4 +117,16 @@ fn slixmpp_chats_over_starttls() {
 #[ignore = "needs slixmpp: run scripts/test"]
 fn slixmpp_chats_over_direct_tls() {
     slixmpp_chat("direct");
+}
+
+#[test]
+#[ignore = "needs slixmpp: run scripts/test"]
+fn slixmpp_resumes_a_dropped_stream_over_starttls() {
+    slixmpp_script("slixmpp_sm.py", "starttls", BOB, ALICE);
+}
+
+#[test]
+#[ignore = "needs slixmpp: run scripts/test"]
+fn slixmpp_resumes_a_dropped_stream_over_direct_tls() {
+    slixmpp_script("slixmpp_sm.py", "direct", BOB, ALICE);
 }

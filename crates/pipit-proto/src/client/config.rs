@@ -22,16 +22,20 @@ pub enum Mode {
     /// restart, and with a cached config version (XEP-0509) the `<authenticate/>`
     /// rides with the stream header.
     Sasl2,
+    /// As `Sasl2`, authenticating with a FAST token (XEP-0484) an earlier login got:
+    /// no password, and a single message.
+    Fast,
 }
 
 impl Mode {
     /// Every mode, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Lockstep,
         Mode::Pipelined,
         Mode::Stunt,
         Mode::Direct,
         Mode::Sasl2,
+        Mode::Fast,
     ];
 
     /// The name used on the command line and in reports.
@@ -42,6 +46,7 @@ impl Mode {
             Mode::Stunt => "stunt",
             Mode::Direct => "direct",
             Mode::Sasl2 => "sasl2",
+            Mode::Fast => "fast",
         }
     }
 
@@ -52,7 +57,12 @@ impl Mode {
 
     /// Whether the connection starts in TLS (Direct TLS port) rather than STARTTLS.
     pub fn direct_tls(self) -> bool {
-        matches!(self, Mode::Direct | Mode::Sasl2)
+        matches!(self, Mode::Direct | Mode::Sasl2 | Mode::Fast)
+    }
+
+    /// Whether the login speaks SASL2 rather than RFC 6120 SASL.
+    pub fn sasl2(self) -> bool {
+        matches!(self, Mode::Sasl2 | Mode::Fast)
     }
 }
 
@@ -69,6 +79,34 @@ pub struct KnownServer {
     /// The XEP-0509 config version the server advertised: with it, a SASL2
     /// `<authenticate/>` may be pipelined with the stream header.
     pub config_version: Option<String>,
+    /// The FAST mechanisms offered inside SASL2 (XEP-0484 §3.1).
+    pub fast_mechanisms: Vec<String>,
+    /// The FAST token the server issued to this client, if any.
+    pub fast_token: Option<FastToken>,
+}
+
+/// A FAST token (XEP-0484 §3.3): a secret as good as the password for one mechanism,
+/// so whoever keeps it must protect it like one.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct FastToken {
+    /// The token string.
+    pub token: String,
+    /// The HT mechanism it is for.
+    pub mechanism: String,
+    /// The expiry the server gave (XEP-0082 date-time).
+    pub expiry: String,
+    /// The last `count` used with it (XEP-0484 §3.4: strictly increasing).
+    pub count: u64,
+}
+
+impl std::fmt::Debug for FastToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastToken")
+            .field("mechanism", &self.mechanism)
+            .field("expiry", &self.expiry)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One login's settings.

@@ -5,11 +5,14 @@ use std::collections::VecDeque;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::client::config::{ClientConfig, KnownServer, Mode};
+use crate::client::config::{ClientConfig, FastToken, KnownServer, Mode};
 use crate::client::error::ClientError;
 use crate::jid::Jid;
 use crate::random::Random;
-use crate::sasl::{ChannelBindingType, Mechanism, ScramClient, plain_initial_response};
+use crate::sasl::{
+    ChannelBindingType, HtMechanism, Mechanism, ScramClient, ht_initial_response, ht_verify_server,
+    plain_initial_response,
+};
 use crate::transport::{TlsInfo, Transport};
 use crate::xml::{Element, StreamEvent, StreamParser, escape_attr_value, ns};
 
@@ -55,6 +58,12 @@ enum Sasl {
     ScramFirst(ScramClient),
     /// Client-final sent; success with the server signature is next.
     ScramFinal(ScramClient),
+    /// A FAST token was used; success carries the server's proof.
+    Fast {
+        mechanism: HtMechanism,
+        token: String,
+        cb_data: Vec<u8>,
+    },
 }
 
 const BIND_ID: &str = "bind-1";
@@ -85,8 +94,8 @@ pub struct ClientConnection {
     /// Stanzas sent ahead of a login that has not succeeded yet.
     in_flight: Vec<Element>,
     learned: KnownServer,
-    /// The SASL mechanism used, once `<auth/>` has gone out.
-    mechanism: Option<Mechanism>,
+    /// The SASL mechanism used, once `<auth/>` has gone out (FAST: its HT-* name).
+    mechanism: Option<&'static str>,
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
 }
@@ -112,7 +121,7 @@ impl ClientConnection {
             random,
         };
         match conn.config.mode {
-            Mode::Direct | Mode::Sasl2 => {
+            Mode::Direct | Mode::Sasl2 | Mode::Fast => {
                 conn.transport = conn.new_tls()?;
                 conn.state = State::TlsHandshake;
             }
@@ -201,8 +210,8 @@ impl ClientConnection {
         self.transport.info()
     }
 
-    /// The SASL mechanism this login used, once chosen.
-    pub fn mechanism(&self) -> Option<Mechanism> {
+    /// The SASL mechanism this login used, once chosen (FAST: its HT-* name).
+    pub fn mechanism(&self) -> Option<&'static str> {
         self.mechanism
     }
 
@@ -317,7 +326,7 @@ impl ClientConnection {
 
     fn learn(&mut self, features: &Element) {
         let sasl2 = features.get_child("authentication", ns::SASL2);
-        let mechanisms = if self.config.mode == Mode::Sasl2 {
+        let mechanisms = if self.config.mode.sasl2() {
             sasl2
         } else {
             features.get_child("mechanisms", ns::SASL)
@@ -329,6 +338,11 @@ impl ClientConnection {
                 .map(|m| m.text())
                 .collect();
         }
+        self.learned.fast_mechanisms = sasl2
+            .and_then(|a| a.get_child("inline", ns::SASL2))
+            .and_then(|i| i.get_child("fast", ns::FAST))
+            .map(|f| f.children().map(|m| m.text()).collect())
+            .unwrap_or_default();
         self.learned.config_version = features
             .get_child("config-version", ns::IAP)
             .and_then(|c| c.attr("value"))
@@ -386,15 +400,18 @@ impl ClientConnection {
     fn may_pipeline(&self) -> bool {
         self.config.mode != Mode::Lockstep
             && self.config.known.as_ref().is_some_and(|k| {
-                k.credentials_ok && (self.config.mode != Mode::Sasl2 || k.config_version.is_some())
+                k.credentials_ok && (!self.config.mode.sasl2() || k.config_version.is_some())
             })
     }
 
     /// Sends `<auth/>` with the chosen mechanism (RFC 6120 §6.4.2), and with PLAIN
     /// on known ground, the restart and bind behind it.
     fn authenticate(&mut self) -> Result<(), ClientError> {
+        if self.config.mode == Mode::Fast {
+            return self.authenticate_fast();
+        }
         let mechanism = self.choose_mechanism()?;
-        self.mechanism = Some(mechanism);
+        self.mechanism = Some(mechanism.name());
         let local = self.config.jid.local().unwrap_or_default().to_owned();
         let (initial, sasl) = if mechanism == Mechanism::Plain {
             (
@@ -424,8 +441,8 @@ impl ClientConnection {
             )?;
             (scram.client_first(), Sasl::ScramFirst(scram))
         };
-        if self.config.mode == Mode::Sasl2 {
-            let auth = self.authenticate2(mechanism, &initial);
+        if self.config.mode.sasl2() {
+            let auth = self.authenticate2(mechanism.name(), &initial, None);
             self.write(&auth.to_bytes(ns::STREAM));
             let last_message = matches!(sasl, Sasl::Plain);
             self.state = State::Sasl(sasl);
@@ -448,9 +465,9 @@ impl ClientConnection {
 
     /// XEP-0388 §2.3 `<authenticate/>` with inline Bind2 (XEP-0386 §3) and the
     /// config version it was built against (XEP-0509 §3.2).
-    fn authenticate2(&self, mechanism: Mechanism, initial: &[u8]) -> Element {
+    fn authenticate2(&self, mechanism: &str, initial: &[u8], fast_count: Option<u64>) -> Element {
         let mut auth = Element::new("authenticate", ns::SASL2)
-            .with_attr("mechanism", mechanism.name())
+            .with_attr("mechanism", mechanism)
             .with_child(
                 Element::new("initial-response", ns::SASL2).with_text(BASE64.encode(initial)),
             );
@@ -465,6 +482,14 @@ impl ClientConnection {
             Element::new("bind", ns::BIND2)
                 .with_child(Element::new("tag", ns::BIND2).with_text(self.config.resource.clone())),
         );
+        // XEP-0484 §3.2: ask for a token (or a fresh one, rotating it) whenever the
+        // server offers FAST; a channel-bound mechanism when TLS 1.3 allows it.
+        if let Some(mech) = self.token_mechanism() {
+            auth.append_child(Element::new("request-token", ns::FAST).with_attr("mechanism", mech));
+        }
+        if let Some(count) = fast_count {
+            auth.append_child(Element::new("fast", ns::FAST).with_attr("count", count.to_string()));
+        }
         if let Some(version) = &self.learned.config_version {
             auth.append_child(
                 Element::new("config-version", ns::IAP)
@@ -473,6 +498,56 @@ impl ClientConnection {
             );
         }
         auth
+    }
+
+    /// The FAST mechanism to request a token for, if the server offers FAST.
+    fn token_mechanism(&self) -> Option<&'static str> {
+        let offered = |m: HtMechanism| self.learned.fast_mechanisms.iter().any(|o| o == m.name());
+        [HtMechanism::Sha256Expr, HtMechanism::Sha256None]
+            .into_iter()
+            .filter(|m| *m != HtMechanism::Sha256Expr || self.transport.exporter().is_some())
+            .find(|m| offered(*m))
+            .map(HtMechanism::name)
+    }
+
+    /// XEP-0484 §3.4: authenticate with the cached token, one message, a count that
+    /// only grows.
+    fn authenticate_fast(&mut self) -> Result<(), ClientError> {
+        let token = self
+            .config
+            .known
+            .as_ref()
+            .and_then(|k| k.fast_token.clone())
+            .ok_or_else(|| {
+                ClientError::NoMechanism("no FAST token: log in once with sasl2".into())
+            })?;
+        let mechanism = HtMechanism::from_name(&token.mechanism)
+            .ok_or_else(|| ClientError::NoMechanism(token.mechanism.clone()))?;
+        let cb_data = match mechanism.channel_binding_type() {
+            None => Vec::new(),
+            Some(ChannelBindingType::TlsExporter) => self
+                .transport
+                .exporter()
+                .ok_or_else(|| ClientError::NoMechanism("tls-exporter needs TLS 1.3".into()))?,
+            Some(other) => return Err(ClientError::NoMechanism(other.name().into())),
+        };
+        let local = self.config.jid.local().unwrap_or_default().to_owned();
+        let initial = ht_initial_response(mechanism, &local, &token.token, &cb_data);
+        self.mechanism = Some(mechanism.name());
+        let count = token.count + 1;
+        let auth = self.authenticate2(mechanism.name(), &initial, Some(count));
+        self.write(&auth.to_bytes(ns::STREAM));
+        self.learned.fast_token = Some(FastToken {
+            count,
+            ..token.clone()
+        });
+        self.state = State::Sasl(Sasl::Fast {
+            mechanism,
+            token: token.token,
+            cb_data,
+        });
+        self.release_after_sasl2();
+        Ok(())
     }
 
     /// XEP-0509 §3.2: the pipelined `<authenticate/>` met a new configuration. The
@@ -560,9 +635,32 @@ impl ClientConnection {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Sasl(Sasl::Plain) => {}
             State::Sasl(Sasl::ScramFinal(scram)) => scram.verify_server_final(&additional)?,
+            // Mutual authentication: the server proves it knows the token too.
+            State::Sasl(Sasl::Fast {
+                mechanism,
+                token,
+                cb_data,
+            }) => {
+                if !ht_verify_server(mechanism, &token, &cb_data, &additional) {
+                    return Err(ClientError::Unexpected(
+                        "FAST server proof does not verify".into(),
+                    ));
+                }
+            }
             _ => return Err(ClientError::Unexpected("SASL2 success".into())),
         }
         self.learned.credentials_ok = true;
+        if let Some(issued) = el.get_child("token", ns::FAST) {
+            let requested = self.token_mechanism().map(str::to_owned);
+            if let (Some(token), Some(mechanism)) = (issued.attr("token"), requested) {
+                self.learned.fast_token = Some(FastToken {
+                    token: token.to_owned(),
+                    mechanism,
+                    expiry: issued.attr("expiry").unwrap_or_default().to_owned(),
+                    count: 0,
+                });
+            }
+        }
         let identity = el
             .get_child("authorization-identifier", ns::SASL2)
             .and_then(|i| Jid::parse(&i.text()).ok())

@@ -6,6 +6,6 @@ mod config;
 mod connection;
 mod error;
 
-pub use config::{ClientConfig, KnownServer, Mode};
+pub use config::{ClientConfig, FastToken, KnownServer, Mode};
 pub use connection::{ClientConnection, ClientEvent};
 pub use error::ClientError;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::server::sm::SmConfig;
 use crate::xml::Limits;
 
 /// What happens when a client binds a resource that another session of the same
@@ -62,6 +63,8 @@ pub struct ServerConfig {
     /// derived, stable per username, so that SCRAM does not reveal which accounts
     /// exist.
     pub decoy_secret: [u8; 32],
+    /// XEP-0198 stream management: resumption time, queue bound, ack cadence.
+    pub stream_management: SmConfig,
 }
 
 impl ServerConfig {

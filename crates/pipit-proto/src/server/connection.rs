@@ -10,11 +10,14 @@ use crate::error::StreamError;
 use crate::jid::{Jid, prep_domain, prep_local, prep_resource};
 use crate::random::Random;
 use crate::sasl::{
-    ChannelBindingInfo, Mechanism, SaslError, ServerSession, Step, StoredCredentials,
+    ChannelBindingInfo, ChannelBindingType, HtMechanism, HtServer, HtTokenKey, Mechanism,
+    SaslError, ServerSession, Step, StoredCredentials, ht_token_string,
 };
 use crate::server::config::ServerConfig;
+use crate::server::fast::{self, FastTokenRecord};
 use crate::server::features::{self, Stage};
 use crate::server::sasl2::{self, Authenticate};
+use crate::server::sm::{self, Link, Resumption, StreamManagement, Via};
 use crate::stanza::{StanzaError, error_reply, is_stanza};
 use crate::transport::{TlsInfo, Transport};
 use crate::xml::{Element, StreamEvent, StreamHeader, StreamParser, escape_attr_value, ns};
@@ -44,8 +47,8 @@ pub enum Event {
     Authenticated {
         /// The account.
         jid: Jid,
-        /// The mechanism used.
-        mechanism: Mechanism,
+        /// The mechanism used (a FAST login names its HT-* mechanism).
+        mechanism: &'static str,
         /// The SASL2 user-agent id (XEP-0388 §2.3), if the client sent one.
         user_agent: Option<String>,
     },
@@ -59,6 +62,72 @@ pub enum Event {
     },
     /// A stanza from the bound session, `from` stamped with its full JID, for routing.
     Stanza(Element),
+    /// Look up the unexpired FAST tokens of `username@domain` and answer with
+    /// [`ServerConnection::provide_fast_tokens`] (XEP-0484 §3.4).
+    NeedFastTokens {
+        /// The prepared localpart.
+        username: String,
+        /// The stream's domain.
+        domain: String,
+    },
+    /// Record `count` for the token with this key if it is greater than every count
+    /// seen before, atomically, and answer [`ServerConnection::provide_fast_count`]
+    /// with whether it was: the replay check of XEP-0484 §3.4.
+    FastCount {
+        /// The prepared localpart.
+        username: String,
+        /// The stream's domain.
+        domain: String,
+        /// The token's key (SHA-256 of the token).
+        key: [u8; 32],
+        /// The count the client sent.
+        count: u64,
+    },
+    /// Store a newly issued FAST token's key (XEP-0484 §3.3) before the output that
+    /// carries the token is written.
+    IssueFastToken {
+        /// The account.
+        jid: Jid,
+        /// SHA-256 of the token.
+        key: [u8; 32],
+        /// The HT mechanism it is for.
+        mechanism: String,
+        /// Expiry, unix seconds.
+        expires_at: u64,
+        /// The SASL2 user-agent id it was issued to.
+        user_agent: Option<String>,
+    },
+    /// A FAST login used this token: the installation's older tokens can go
+    /// (XEP-0484 §3.5), since it has shown it holds this one.
+    FastTokenUsed {
+        /// The account.
+        jid: Jid,
+        /// SHA-256 of the token.
+        key: [u8; 32],
+        /// The SASL2 user-agent id of the login.
+        user_agent: Option<String>,
+    },
+    /// Delete this token: the client invalidated it (XEP-0484 §3.6).
+    RevokeFastToken {
+        /// The account.
+        jid: Jid,
+        /// SHA-256 of the token.
+        key: [u8; 32],
+    },
+    /// XEP-0198 stream management is on; with a `resume_id` the session may be
+    /// resumed under that SM-ID: register it so a later `ResumeRequest` finds it.
+    StreamManagementEnabled {
+        /// The SM-ID, when resumption was granted.
+        resume_id: Option<String>,
+    },
+    /// The authenticated client asks to resume session `previd` (XEP-0198 §5).
+    /// Answer with [`ServerConnection::complete_resume`]; input is held until then.
+    ResumeRequest {
+        /// The authenticated account (bare): only its own sessions may be resumed.
+        jid: Jid,
+        /// The SM-ID the client names.
+        previd: String,
+    },
     /// The stream is over: flush the output, then close the socket.
     Closed {
         /// Why, when it ended with an error.
@@ -86,9 +155,22 @@ enum State {
     Bind2 {
         /// The SASL additional data for `<success/>`.
         additional_data: Option<Vec<u8>>,
+        /// More children for `<success/>` (a FAST token).
+        extra: Vec<Element>,
     },
+    /// A FAST authentication waits for the driver's token lookup.
+    FastTokens(FastExchange),
+    /// A FAST authentication waits for the driver's replay check of its count.
+    FastCount(FastExchange, [u8; 32]),
     /// Finished; input is ignored.
     Closed,
+}
+
+/// A FAST (XEP-0484) authentication in progress.
+struct FastExchange {
+    server: HtServer,
+    username: String,
+    request: Authenticate,
 }
 
 struct SaslExchange {
@@ -140,8 +222,12 @@ pub struct ServerConnection {
     /// The last SASL attempt failed and no stream has been opened since: a stream
     /// header arriving inside the stream is the client's pipelined restart (rule 5).
     restart_after_failure: bool,
+    /// XEP-0198 stream management: counters, unacknowledged stanzas, resumption.
+    sm: Link,
     /// XEP-0509: the config version advertised with this stream's SASL features.
     config_version: Option<String>,
+    /// The driver's clock, unix seconds (FAST token expiry).
+    now: u64,
     out: Vec<u8>,
     events: VecDeque<Event>,
 }
@@ -161,7 +247,9 @@ impl ServerConnection {
             bound: None,
             header_sent: false,
             restart_after_failure: false,
+            sm: Link::default(),
             config_version: None,
+            now: 0,
             out: Vec::new(),
             events: VecDeque::new(),
         };
@@ -172,6 +260,12 @@ impl ServerConnection {
             }
         }
         conn
+    }
+
+    /// Sets the time, unix seconds; the driver calls it before handing input in.
+    /// The core has no clock of its own.
+    pub fn set_time(&mut self, unix_secs: u64) {
+        self.now = unix_secs;
     }
 
     /// Feeds bytes read from the socket and processes everything they complete.
@@ -233,7 +327,10 @@ impl ServerConnection {
     pub fn complete_bind(&mut self, result: Result<Jid, StanzaError>) {
         let id = match std::mem::replace(&mut self.state, State::Open) {
             State::Binding { id } => id,
-            State::Bind2 { additional_data } => {
+            State::Bind2 {
+                additional_data,
+                extra,
+            } => {
                 // XEP-0386 §3: on success the full JID is the authorization identifier;
                 // if binding failed the session is still authenticated and the
                 // client may bind the RFC 6120 way.
@@ -244,7 +341,8 @@ impl ServerConnection {
                     .cloned();
                 if let Some(identity) = identity {
                     let bound = result.is_ok();
-                    let success = sasl2::success(additional_data.as_deref(), &identity, bound);
+                    let success =
+                        sasl2::success(additional_data.as_deref(), &identity, bound, extra);
                     self.write_element_in(&success, ns::STREAM);
                 }
                 self.bound = result.ok();
@@ -281,14 +379,16 @@ impl ServerConnection {
         self.transport.flush(&mut self.out);
     }
 
-    /// Sends a stanza routed to this session. Returns false once the stream is closed.
+    /// Sends a stanza routed to this session. Returns false if it was not written:
+    /// the stream is closed, or (XEP-0198) the unacknowledged queue was full and
+    /// the stream has just ended with `<resource-constraint/>`.
     pub fn send_stanza(&mut self, stanza: &Element) -> bool {
         if matches!(self.state, State::Closed) {
             return false;
         }
         self.write_element(stanza);
         self.transport.flush(&mut self.out);
-        true
+        !matches!(self.state, State::Closed)
     }
 
     /// Closes the stream, with a stream error if given (`conflict`, `system-shutdown`).
@@ -299,6 +399,8 @@ impl ServerConnection {
         match error {
             Some(error) => self.fail(error),
             None => {
+                // XEP-0198 §7: a clean close ends the session for good.
+                self.sm.ended(None);
                 self.write(b"</stream:stream>");
                 self.transport.close(&mut self.out);
                 self.state = State::Closed;
@@ -342,10 +444,16 @@ impl ServerConnection {
             if matches!(
                 self.state,
                 State::SaslCredentials(_)
+                    | State::FastTokens(_)
+                    | State::FastCount(..)
                     | State::Binding { .. }
                     | State::Bind2 { .. }
                     | State::Closed
             ) {
+                return;
+            }
+            if self.sm.is_waiting() {
+                // XEP-0198 §5: a resumption waits on the driver's registry.
                 return;
             }
             let result = match self.parser.next_event() {
@@ -462,6 +570,7 @@ impl ServerConnection {
                 self.sasl_failure(&profile, SaslError::Aborted);
                 Ok(())
             }
+            (ns::SM, _) => self.sm_element(&el),
             _ if is_stanza(&el) => self.stanza(el),
             (ns, name) => Err(StreamError::UnsupportedStanzaType(format!(
                 "{{{ns}}}{name}"
@@ -547,6 +656,17 @@ impl ServerConnection {
             .transport
             .channel_bindings(self.config.end_point_hash.as_deref());
         let offered: Vec<_> = bindings.iter().map(|(t, _)| *t).collect();
+        if let Profile::Sasl2(request) = &profile
+            && let Some(ht) = mechanism
+                .and_then(HtMechanism::from_name)
+                .filter(|m| fast::offered(&offered).contains(m))
+        {
+            match initial {
+                Ok(initial) => self.start_fast(ht, initial, request.clone()),
+                Err(e) => self.sasl_failure(&profile, e),
+            }
+            return Ok(());
+        }
         let Some(mechanism) = mechanism
             .and_then(Mechanism::from_name)
             .filter(|m| features::offered_mechanisms(&offered).contains(m))
@@ -568,6 +688,16 @@ impl ServerConnection {
         match ServerSession::start(mechanism, initial.as_deref(), &cb) {
             Ok((mut session, step)) => {
                 session.set_decoy_secret(&self.config.decoy_secret, self.config.scram_iterations);
+                // XEP-0474: the SCRAM server-first carries a hash of what this profile
+                // advertised, which is the same list for SASL1 and SASL2 here and
+                // never includes FAST's HT-* mechanisms (advertised apart, inside
+                // <fast/>), so clients that hash what they saw agree with us.
+                let names: Vec<&str> = features::offered_mechanisms(&offered)
+                    .into_iter()
+                    .map(Mechanism::name)
+                    .collect();
+                let cb_names: Vec<&str> = offered.iter().map(|t| t.name()).collect();
+                session.set_downgrade_protection(&names, &cb_names);
                 let exchange = SaslExchange {
                     session,
                     mechanism,
@@ -640,7 +770,7 @@ impl ServerConnection {
                 };
                 self.events.push_back(Event::Authenticated {
                     jid: jid.clone(),
-                    mechanism: exchange.mechanism,
+                    mechanism: exchange.mechanism.name(),
                     user_agent,
                 });
                 self.authenticated = Some(jid.clone());
@@ -656,15 +786,7 @@ impl ServerConnection {
                         );
                         self.restart();
                     }
-                    // XEP-0388 §2.6.1: no stream restart after SASL2.
-                    Profile::Sasl2(request) => match request.bind {
-                        Some(tag) => self.bind2(jid, tag.as_deref(), additional_data),
-                        None => {
-                            let success = sasl2::success(additional_data.as_deref(), &jid, false);
-                            self.write_element_in(&success, ns::STREAM);
-                            self.state = State::Open;
-                        }
-                    },
+                    Profile::Sasl2(request) => self.sasl2_success(jid, request, additional_data),
                 }
             }
             Err(e) => {
@@ -674,10 +796,175 @@ impl ServerConnection {
         }
     }
 
+    /// XEP-0388 §2.6.1: SASL2 success, with no stream restart: a FAST token if one
+    /// was asked for, then inline Bind2 if asked for, then `<success/>`.
+    fn sasl2_success(&mut self, jid: Jid, request: Authenticate, additional_data: Option<Vec<u8>>) {
+        let extra: Vec<Element> = self.issue_fast_token(&jid, &request).into_iter().collect();
+        match request.bind {
+            Some(tag) => self.bind2(jid, tag.as_deref(), additional_data, extra),
+            None => {
+                let success = sasl2::success(additional_data.as_deref(), &jid, false, extra);
+                self.write_element_in(&success, ns::STREAM);
+                self.state = State::Open;
+            }
+        }
+    }
+
+    /// XEP-0484 §3.3: a fresh token for a mechanism we offer, when requested. The
+    /// driver stores its hash (and the client's user-agent id, so that §3.5
+    /// rotation can retire the older tokens of the same installation).
+    fn issue_fast_token(&mut self, jid: &Jid, request: &Authenticate) -> Option<Element> {
+        let requested = request.fast.request_token.as_deref()?;
+        let offered = fast::offered(&self.channel_binding_types());
+        let mechanism = offered.into_iter().find(|m| m.name() == requested)?;
+        let mut random = [0u8; 32];
+        self.random.fill(&mut random);
+        let token = ht_token_string(&random).ok()?;
+        let key = HtTokenKey::from_token(&token)?;
+        let expires_at = self.now + fast::TOKEN_LIFETIME_SECS;
+        self.events.push_back(Event::IssueFastToken {
+            jid: jid.clone(),
+            key: *key.as_bytes(),
+            mechanism: mechanism.name().to_owned(),
+            expires_at,
+            user_agent: request.user_agent.clone(),
+        });
+        Some(fast::token_element(&token, expires_at))
+    }
+
+    fn channel_binding_types(&self) -> Vec<ChannelBindingType> {
+        self.transport
+            .channel_bindings(self.config.end_point_hash.as_deref())
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// XEP-0484 §3.4: authentication with a FAST token. The driver looks up the
+    /// account's tokens; the core checks the HMAC.
+    fn start_fast(
+        &mut self,
+        mechanism: HtMechanism,
+        initial: Option<Vec<u8>>,
+        request: Authenticate,
+    ) {
+        let profile = Profile::Sasl2(request.clone());
+        let cb = ChannelBindingInfo {
+            plus_advertised: true,
+            data: self
+                .transport
+                .channel_bindings(self.config.end_point_hash.as_deref()),
+        };
+        let (server, username) = match HtServer::start(mechanism, &initial.unwrap_or_default(), &cb)
+        {
+            Ok(started) => started,
+            Err(e) => return self.sasl_failure(&profile, e),
+        };
+        let Ok(username) = prep_local(&username) else {
+            return self.sasl_failure(&profile, SaslError::NotAuthorized);
+        };
+        let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
+        self.events.push_back(Event::NeedFastTokens {
+            username: username.clone(),
+            domain,
+        });
+        self.state = State::FastTokens(FastExchange {
+            server,
+            username,
+            request,
+        });
+    }
+
+    /// Answers [`Event::NeedFastTokens`] with the account's unexpired tokens.
+    pub fn provide_fast_tokens(&mut self, tokens: Vec<FastTokenRecord>) {
+        let State::FastTokens(exchange) = std::mem::replace(&mut self.state, State::Open) else {
+            return;
+        };
+        let mechanism = exchange.server.mechanism().name();
+        let found = tokens
+            .iter()
+            .filter(|t| t.mechanism == mechanism)
+            .find(|t| HtTokenKey::from_stored(&t.key).is_some_and(|k| exchange.server.verify(&k)))
+            .map(|t| t.key);
+        match (found, exchange.request.fast.count) {
+            (None, _) => {
+                let profile = Profile::Sasl2(exchange.request);
+                self.sasl_failure(&profile, SaslError::NotAuthorized);
+            }
+            // §3.4: a count must be new; the store checks and records it atomically.
+            (Some(key), Some(count)) => {
+                let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
+                self.events.push_back(Event::FastCount {
+                    username: exchange.username.clone(),
+                    domain,
+                    key,
+                    count,
+                });
+                self.state = State::FastCount(exchange, key);
+            }
+            (Some(key), None) => self.fast_success(exchange, key),
+        }
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// Answers [`Event::FastCount`]: whether the count was greater than any seen.
+    pub fn provide_fast_count(&mut self, fresh: bool) {
+        let State::FastCount(exchange, key) = std::mem::replace(&mut self.state, State::Open)
+        else {
+            return;
+        };
+        if fresh {
+            self.fast_success(exchange, key);
+        } else {
+            let profile = Profile::Sasl2(exchange.request);
+            self.sasl_failure(&profile, SaslError::NotAuthorized);
+        }
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    fn fast_success(&mut self, exchange: FastExchange, key: [u8; 32]) {
+        let domain = self.domain.clone().unwrap_or_else(|| self.default_domain());
+        let (Ok(jid), Some(token_key)) = (
+            Jid::bare(&exchange.username, &domain),
+            HtTokenKey::from_stored(&key),
+        ) else {
+            let profile = Profile::Sasl2(exchange.request);
+            return self.sasl_failure(&profile, SaslError::NotAuthorized);
+        };
+        let additional = exchange.server.success_data(&token_key);
+        self.events.push_back(Event::Authenticated {
+            jid: jid.clone(),
+            mechanism: exchange.server.mechanism().name(),
+            user_agent: exchange.request.user_agent.clone(),
+        });
+        self.events.push_back(if exchange.request.fast.invalidate {
+            Event::RevokeFastToken {
+                jid: jid.clone(),
+                key,
+            }
+        } else {
+            Event::FastTokenUsed {
+                jid: jid.clone(),
+                key,
+                user_agent: exchange.request.user_agent.clone(),
+            }
+        });
+        self.authenticated = Some(jid.clone());
+        self.sasl2_success(jid, exchange.request, Some(additional));
+    }
+
     /// XEP-0386 §3: inline Bind2. The resource is the client's tag and a random part;
     /// the driver binds it (under the conflict policy, which a random part makes moot)
     /// and the SASL2 `<success/>` reports the full JID.
-    fn bind2(&mut self, jid: Jid, tag: Option<&str>, additional_data: Option<Vec<u8>>) {
+    fn bind2(
+        &mut self,
+        jid: Jid,
+        tag: Option<&str>,
+        additional_data: Option<Vec<u8>>,
+        extra: Vec<Element>,
+    ) {
         let random_part = self.random.hex(4);
         let resource =
             prep_resource(&sasl2::bind2_resource(tag, &random_part)).unwrap_or(random_part);
@@ -685,7 +972,10 @@ impl ServerConnection {
             jid,
             resource: Some(resource),
         });
-        self.state = State::Bind2 { additional_data };
+        self.state = State::Bind2 {
+            additional_data,
+            extra,
+        };
     }
 
     /// RFC 6120 §6.4.5 / XEP-0388 §2.6.2: `<failure/>`. The client may retry on this
@@ -723,6 +1013,9 @@ impl ServerConnection {
     }
 
     fn stanza(&mut self, mut el: Element) -> Result<(), StreamError> {
+        // XEP-0198 §4: every stanza taken from the client counts towards `h`, also
+        // one answered with an error below: the server took responsibility for it.
+        self.sm.count_inbound();
         let Some(bound) = self.bound.clone() else {
             if self.authenticated.is_some() && is_bind_request(&el) {
                 self.bind(&el);
@@ -795,6 +1088,9 @@ impl ServerConnection {
                     .with_attr("xml:lang", "en")
                     .with_text(text),
             );
+            if let Some(application) = error.application_condition() {
+                err.append_child(application);
+            }
             self.write_stream_level(&err);
             self.write(b"</stream:stream>");
             self.transport.close(&mut self.out);
@@ -803,6 +1099,7 @@ impl ServerConnection {
             self.transport.flush(&mut self.out);
         }
         self.state = State::Closed;
+        self.sm.ended(Some(&error));
         self.events.push_back(Event::Closed { error: Some(error) });
     }
 
@@ -845,7 +1142,16 @@ impl ServerConnection {
     }
 
     fn write_element(&mut self, el: &Element) {
-        self.write_element_in(el, ns::CLIENT);
+        // XEP-0198 §4: a stanza to the client is counted and kept until acknowledged.
+        match self.sm.track(el) {
+            Ok(request) => {
+                self.write_element_in(el, ns::CLIENT);
+                if request {
+                    self.write_element_in(&sm::request(), ns::STREAM);
+                }
+            }
+            Err(e) => self.fail(e),
+        }
     }
 
     fn write_element_in(&mut self, el: &Element, parent_ns: &str) {
@@ -855,6 +1161,120 @@ impl ServerConnection {
 
     fn write(&mut self, bytes: &[u8]) {
         self.transport.send(bytes, &mut self.out);
+    }
+}
+
+/// XEP-0198 stream management: the connection's side. The logic is in [`sm`].
+impl ServerConnection {
+    /// Answers [`Event::ResumeRequest`] with the session's full JID and its SM state
+    /// (taken from the old connection, or kept while the session was detached), or
+    /// `None` when this account has no session under that SM-ID (unknown, expired,
+    /// or another account's: the driver checks). On success the old binding carries
+    /// on here: `<resumed/>`, then every stanza the client has not acknowledged, in
+    /// order, then `<r/>`; stanzas the driver queued for the session follow through
+    /// [`send_stanza`](Self::send_stanza). On failure the client may bind instead.
+    pub fn complete_resume(&mut self, session: Option<(Jid, StreamManagement)>) {
+        let Some(outcome) = self.sm.complete_resume(session) else {
+            return;
+        };
+        match outcome {
+            Resumption::Failed {
+                via: Via::Stream,
+                failed,
+            } => self.write_element_in(&failed, ns::STREAM),
+            Resumption::Resumed {
+                via: Via::Stream,
+                jid,
+                resumed,
+                resend,
+            } => {
+                self.bound = Some(jid);
+                self.write_element_in(&resumed, ns::STREAM);
+                // Already counted and queued: written again, not tracked again.
+                for stanza in &resend {
+                    self.write_element_in(stanza, ns::CLIENT);
+                }
+                if !resend.is_empty() {
+                    self.write_element_in(&sm::request(), ns::STREAM);
+                }
+            }
+            Resumption::TooHigh { jid, error } => {
+                // The state is installed: the driver ends the session for good.
+                self.bound = Some(jid);
+                self.fail(error);
+            }
+        }
+        self.process();
+        self.transport.flush(&mut self.out);
+    }
+
+    /// XEP-0386 inline enable: for the `<enable xmlns='urn:xmpp:sm:3'/>` found in a
+    /// Bind2 request, once the resource is bound. Returns the `<enabled/>` (or
+    /// `<failed/>`) that goes inside `<bound/>`, and queues
+    /// [`Event::StreamManagementEnabled`] as a top-level `<enable/>` would.
+    #[allow(dead_code)] // Until the Bind2 code calls it.
+    pub(crate) fn enable_sm(&mut self, request: &Element) -> Element {
+        if self.sm.is_enabled() {
+            return sm::failed(sm::Failure::UnexpectedRequest);
+        }
+        let (resume, max) = sm::parse_enable(request);
+        let config = &self.config.stream_management;
+        let (enabled, event) = self.sm.enable(resume, max, config, &mut *self.random);
+        self.events.push_back(event);
+        enabled
+    }
+
+    /// Writes `<r/>` if stanzas went out since the last one: for a driver that asks
+    /// for an acknowledgement when the stream falls quiet.
+    pub fn request_ack(&mut self) {
+        if !matches!(self.state, State::Closed) && self.sm.take_request() {
+            self.write_element_in(&sm::request(), ns::STREAM);
+            self.transport.flush(&mut self.out);
+        }
+    }
+
+    /// Whether stanzas went out since the last `<r/>` (see [`request_ack`](Self::request_ack)).
+    pub fn wants_ack(&self) -> bool {
+        self.sm
+            .state()
+            .is_some_and(StreamManagement::has_unrequested)
+    }
+
+    /// The SM state, once stream management is on.
+    pub fn stream_management(&self) -> Option<&StreamManagement> {
+        self.sm.state()
+    }
+
+    /// Takes the SM state once the stream is over: to keep while the session is
+    /// detached (when [`can_resume`](Self::can_resume)), or to handle its
+    /// unacknowledged stanzas as undeliverable when the session ends for good.
+    pub fn take_stream_management(&mut self) -> Option<StreamManagement> {
+        self.sm.take_state()
+    }
+
+    /// Whether the stream is over and its session may wait for resumption: it was
+    /// resumable and it dropped (end of file, a TLS failure) rather than ended with
+    /// `</stream:stream>` or a stream error (XEP-0198 §7).
+    pub fn can_resume(&self) -> bool {
+        matches!(self.state, State::Closed) && self.sm.can_resume()
+    }
+
+    /// A top-level `urn:xmpp:sm:3` element.
+    fn sm_element(&mut self, el: &Element) -> Result<(), StreamError> {
+        let session = sm::Session {
+            authenticated: self.authenticated.as_ref(),
+            bound: self.bound.is_some(),
+            config: &self.config.stream_management,
+            random: &mut *self.random,
+        };
+        let reply = self.sm.handle(el, session)?;
+        if let Some(answer) = reply.write {
+            self.write_element_in(&answer, ns::STREAM);
+        }
+        if let Some(event) = reply.event {
+            self.events.push_back(event);
+        }
+        Ok(())
     }
 }
 

@@ -64,8 +64,11 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                 authentication
                     .append_child(Element::new("mechanism", ns::SASL2).with_text(mech.name()));
             }
+            // XEP-0484 §3.1: FAST tokens inside SASL2.
             authentication.append_child(
-                Element::new("inline", ns::SASL2).with_child(Element::new("bind", ns::BIND2)),
+                Element::new("inline", ns::SASL2)
+                    .with_child(Element::new("bind", ns::BIND2))
+                    .with_child(crate::server::fast::feature(channel_bindings)),
             );
             features.append_child(authentication);
             if !channel_bindings.is_empty() {
@@ -86,6 +89,8 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                         .with_attr("conflict", policy.name()),
                 ),
             );
+            // XEP-0198 §2: stream management, once authenticated.
+            features.append_child(crate::server::sm::feature());
             // RFC 6121 did away with session establishment; old clients still look
             // for it, and `<optional/>` tells them they may skip it.
             features.append_child(

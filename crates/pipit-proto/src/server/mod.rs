@@ -6,9 +6,13 @@
 
 mod config;
 mod connection;
+mod fast;
 mod features;
 mod sasl2;
+pub mod sm;
 
 pub use config::{ConflictPolicy, ServerConfig};
 pub use connection::{Event, Listener, ServerConnection};
+pub use fast::{FastTokenRecord, TOKEN_LIFETIME_SECS};
 pub use features::BIND_POLICY_NS;
+pub use sm::{SmConfig, StreamManagement};

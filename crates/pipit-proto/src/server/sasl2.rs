@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::jid::Jid;
 use crate::sasl::SaslError;
+use crate::server::fast::FastRequest;
 use crate::xml::{Element, ns};
 
 /// What an `<authenticate xmlns='urn:xmpp:sasl:2'/>` carries besides the SASL data.
@@ -21,6 +22,8 @@ pub(crate) struct Authenticate {
     pub bind: Option<Option<String>>,
     /// XEP-0509: the config version the client pipelined against.
     pub config_version: Option<String>,
+    /// XEP-0484: what the client asks of FAST.
+    pub fast: FastRequest,
 }
 
 impl Authenticate {
@@ -45,6 +48,7 @@ impl Authenticate {
                 .get_child("config-version", ns::IAP)
                 .and_then(|c| c.attr("value"))
                 .map(str::to_owned),
+            fast: FastRequest::parse(el),
         })
     }
 }
@@ -68,7 +72,12 @@ pub(crate) fn bind2_resource(tag: Option<&str>, random_part: &str) -> String {
 
 /// XEP-0388 §2.6.1: `<success/>` with the additional data, the authorization
 /// identifier (the full JID when Bind2 bound one) and, then, `<bound/>`.
-pub(crate) fn success(additional_data: Option<&[u8]>, identity: &Jid, bound: bool) -> Element {
+pub(crate) fn success(
+    additional_data: Option<&[u8]>,
+    identity: &Jid,
+    bound: bool,
+    extra: Vec<Element>,
+) -> Element {
     let mut success = Element::new("success", ns::SASL2);
     if let Some(data) = additional_data {
         success.append_child(
@@ -80,6 +89,9 @@ pub(crate) fn success(additional_data: Option<&[u8]>, identity: &Jid, bound: boo
     );
     if bound {
         success.append_child(Element::new("bound", ns::BIND2));
+    }
+    for el in extra {
+        success.append_child(el);
     }
     success
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use pipit_proto::jid::Jid;
 use pipit_proto::random::SeededRandom;
 use pipit_proto::sasl::StoredCredentials;
-use pipit_proto::server::{ConflictPolicy, Event, Listener, ServerConfig, ServerConnection};
+use pipit_proto::server::{
+    ConflictPolicy, Event, FastTokenRecord, Listener, ServerConfig, ServerConnection,
+};
 use pipit_proto::stanza::StanzaError;
 use pipit_proto::xml::{Element, Limits};
 pub use pipit_testkit::{
@@ -58,6 +60,7 @@ pub fn server_config(policy: ConflictPolicy) -> Arc<ServerConfig> {
         limits: Limits::default(),
         scram_iterations: 4096,
         decoy_secret: [9; 32],
+        stream_management: Default::default(),
     })
 }
 
@@ -74,6 +77,9 @@ pub struct Log {
     pub bound: Vec<Jid>,
     pub stanzas: Vec<Element>,
     pub closed: Option<Option<String>>,
+    /// FAST tokens issued: (key, mechanism, last count seen).
+    pub fast_tokens: Vec<([u8; 32], String, u64)>,
+    pub fast_replays_refused: usize,
 }
 
 /// The server core and a minimal driver: accounts `alice` and `bob`, binding that
@@ -149,6 +155,37 @@ impl Harness {
                         self.conn.send_stanza(&stanza);
                     }
                     self.log.stanzas.push(stanza);
+                }
+                Event::NeedFastTokens { .. } => {
+                    let tokens = self
+                        .log
+                        .fast_tokens
+                        .iter()
+                        .map(|(key, mechanism, _)| FastTokenRecord {
+                            key: *key,
+                            mechanism: mechanism.clone(),
+                        })
+                        .collect();
+                    self.conn.provide_fast_tokens(tokens);
+                }
+                Event::FastCount { key, count, .. } => {
+                    let fresh = match self.log.fast_tokens.iter_mut().find(|t| t.0 == key) {
+                        Some(token) if count > token.2 => {
+                            token.2 = count;
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !fresh {
+                        self.log.fast_replays_refused += 1;
+                    }
+                    self.conn.provide_fast_count(fresh);
+                }
+                Event::IssueFastToken { key, mechanism, .. } => {
+                    self.log.fast_tokens.push((key, mechanism, 0));
+                }
+                Event::RevokeFastToken { key, .. } => {
+                    self.log.fast_tokens.retain(|t| t.0 != key);
                 }
                 Event::Closed { error } => {
                     self.log.closed = Some(error.map(|e| e.to_string()));
