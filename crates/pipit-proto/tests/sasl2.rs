@@ -52,7 +52,10 @@ fn features_offer_sasl2_bind2_and_a_config_version() {
         "{text}"
     );
     assert!(
-        text.contains("<inline><bind xmlns='urn:xmpp:bind:0'/></inline></authentication>"),
+        text.contains(
+            "<inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/></inline></bind>\
+             <fast xmlns='urn:xmpp:fast:0'"
+        ),
         "{text}"
     );
     assert!(
@@ -254,6 +257,37 @@ fn iap_a_current_config_version_pipelines_and_a_stale_one_is_refused_then_retrie
                 .take_text()
                 .contains("<bound xmlns='urn:xmpp:bind:0'/>"),
             "retry ({feed:?})"
+        );
+    }
+}
+
+#[test]
+fn stream_management_is_enabled_inline_with_bind2() {
+    let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>phone</tag><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>";
+    let login = format!(
+        "{}{}{}<r xmlns='urn:xmpp:sm:3'/>",
+        header(true),
+        authenticate(
+            "PLAIN",
+            &plain_initial_response(None, "alice", PASSWORD),
+            bind
+        ),
+        message_to("alice@localhost", "counted")
+    );
+    for feed in Feed::all(1000) {
+        let mut pair = direct(feed);
+        pair.flight(login.as_bytes());
+        let text = pair.client.take_text();
+        let bound = between(&text, "<bound xmlns='urn:xmpp:bind:0'>", "</bound>");
+        assert!(
+            bound.starts_with("<enabled xmlns='urn:xmpp:sm:3' id='"),
+            "{feed:?}: {text}"
+        );
+        assert!(bound.contains("resume='true'"), "{bound}");
+        // The message after <success/> is the first stanza counted.
+        assert!(
+            text.contains("<a xmlns='urn:xmpp:sm:3' h='1'/>"),
+            "{feed:?}: {text}"
         );
     }
 }

@@ -604,6 +604,17 @@ impl ClientConnection {
             return Err(ClientError::Unexpected("SASL challenge".into()));
         };
         let server_first = decode(el)?;
+        // XEP-0474: the server-first hashes what the server advertised; by now this
+        // stream's features have arrived (even when auth was pipelined), so compare
+        // with what we saw here. Not required: servers without XEP-0474 still work.
+        let mechanisms: Vec<&str> = self.learned.mechanisms.iter().map(String::as_str).collect();
+        let bindings: Vec<&str> = self
+            .learned
+            .channel_bindings
+            .iter()
+            .map(String::as_str)
+            .collect();
+        scram.expect_downgrade_protection(&mechanisms, &bindings, false);
         let client_final = scram.handle_server_first(&server_first)?;
         let response = Element::new("response", el.ns()).with_text(BASE64.encode(client_final));
         self.write(&response.to_bytes(ns::STREAM));

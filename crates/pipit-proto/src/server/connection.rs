@@ -157,6 +157,8 @@ enum State {
         additional_data: Option<Vec<u8>>,
         /// More children for `<success/>` (a FAST token).
         extra: Vec<Element>,
+        /// An inline `<enable/>` of stream management (XEP-0386 §4).
+        sm_enable: Option<Element>,
     },
     /// A FAST authentication waits for the driver's token lookup.
     FastTokens(FastExchange),
@@ -330,6 +332,7 @@ impl ServerConnection {
             State::Bind2 {
                 additional_data,
                 extra,
+                sm_enable,
             } => {
                 // XEP-0386 §3: on success the full JID is the authorization identifier;
                 // if binding failed the session is still authenticated and the
@@ -339,13 +342,22 @@ impl ServerConnection {
                     .ok()
                     .or(self.authenticated.as_ref())
                     .cloned();
+                let bound = result.is_ok();
+                self.bound = result.ok();
+                // Inline requests run once the resource is bound; their results go
+                // inside <bound/>.
+                let inline = bound.then(|| {
+                    sm_enable
+                        .as_ref()
+                        .map(|enable| self.enable_sm(enable))
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                });
                 if let Some(identity) = identity {
-                    let bound = result.is_ok();
                     let success =
-                        sasl2::success(additional_data.as_deref(), &identity, bound, extra);
+                        sasl2::success(additional_data.as_deref(), &identity, inline, extra);
                     self.write_element_in(&success, ns::STREAM);
                 }
-                self.bound = result.ok();
                 self.process();
                 self.transport.flush(&mut self.out);
                 return;
@@ -801,9 +813,12 @@ impl ServerConnection {
     fn sasl2_success(&mut self, jid: Jid, request: Authenticate, additional_data: Option<Vec<u8>>) {
         let extra: Vec<Element> = self.issue_fast_token(&jid, &request).into_iter().collect();
         match request.bind {
-            Some(tag) => self.bind2(jid, tag.as_deref(), additional_data, extra),
+            Some(tag) => {
+                let sm_enable = request.bind_sm_enable.clone();
+                self.bind2(jid, tag.as_deref(), additional_data, extra, sm_enable)
+            }
             None => {
-                let success = sasl2::success(additional_data.as_deref(), &jid, false, extra);
+                let success = sasl2::success(additional_data.as_deref(), &jid, None, extra);
                 self.write_element_in(&success, ns::STREAM);
                 self.state = State::Open;
             }
@@ -964,6 +979,7 @@ impl ServerConnection {
         tag: Option<&str>,
         additional_data: Option<Vec<u8>>,
         extra: Vec<Element>,
+        sm_enable: Option<Element>,
     ) {
         let random_part = self.random.hex(4);
         let resource =
@@ -975,6 +991,7 @@ impl ServerConnection {
         self.state = State::Bind2 {
             additional_data,
             extra,
+            sm_enable,
         };
     }
 
@@ -1212,7 +1229,6 @@ impl ServerConnection {
     /// Bind2 request, once the resource is bound. Returns the `<enabled/>` (or
     /// `<failed/>`) that goes inside `<bound/>`, and queues
     /// [`Event::StreamManagementEnabled`] as a top-level `<enable/>` would.
-    #[allow(dead_code)] // Until the Bind2 code calls it.
     pub(crate) fn enable_sm(&mut self, request: &Element) -> Element {
         if self.sm.is_enabled() {
             return sm::failed(sm::Failure::UnexpectedRequest);

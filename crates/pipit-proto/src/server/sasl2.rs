@@ -20,6 +20,8 @@ pub(crate) struct Authenticate {
     pub user_agent: Option<String>,
     /// XEP-0386: an inline bind request, with the client's `<tag/>` if any.
     pub bind: Option<Option<String>>,
+    /// XEP-0386 §4 / XEP-0198: an `<enable/>` of stream management inside the bind.
+    pub bind_sm_enable: Option<Element>,
     /// XEP-0509: the config version the client pipelined against.
     pub config_version: Option<String>,
     /// XEP-0484: what the client asks of FAST.
@@ -34,7 +36,12 @@ impl Authenticate {
                 .map(|t| t.text())
                 .filter(|t| !t.is_empty())
         });
+        let bind_sm_enable = el
+            .get_child("bind", ns::BIND2)
+            .and_then(|b| b.get_child("enable", ns::SM))
+            .cloned();
         Some(Authenticate {
+            bind_sm_enable,
             mechanism: el.attr("mechanism")?.to_owned(),
             initial_response: el
                 .get_child("initial-response", ns::SASL2)
@@ -71,11 +78,12 @@ pub(crate) fn bind2_resource(tag: Option<&str>, random_part: &str) -> String {
 }
 
 /// XEP-0388 §2.6.1: `<success/>` with the additional data, the authorization
-/// identifier (the full JID when Bind2 bound one) and, then, `<bound/>`.
+/// identifier (the full JID when Bind2 bound one) and, then, `<bound/>` with the
+/// results of inline requests (XEP-0386 §3).
 pub(crate) fn success(
     additional_data: Option<&[u8]>,
     identity: &Jid,
-    bound: bool,
+    bound: Option<Vec<Element>>,
     extra: Vec<Element>,
 ) -> Element {
     let mut success = Element::new("success", ns::SASL2);
@@ -87,8 +95,12 @@ pub(crate) fn success(
     success.append_child(
         Element::new("authorization-identifier", ns::SASL2).with_text(identity.to_string()),
     );
-    if bound {
-        success.append_child(Element::new("bound", ns::BIND2));
+    if let Some(children) = bound {
+        let mut el = Element::new("bound", ns::BIND2);
+        for child in children {
+            el.append_child(child);
+        }
+        success.append_child(el);
     }
     for el in extra {
         success.append_child(el);
