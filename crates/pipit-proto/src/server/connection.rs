@@ -186,7 +186,7 @@ struct SaslExchange {
 #[derive(Clone, Debug)]
 enum Profile {
     Sasl1,
-    Sasl2(Authenticate),
+    Sasl2(Box<Authenticate>),
 }
 
 impl Profile {
@@ -576,7 +576,7 @@ impl ServerConnection {
             (ns::SASL | ns::SASL2, "abort") => {
                 let profile = match std::mem::replace(&mut self.state, State::Open) {
                     State::SaslChallenge(exchange) => exchange.profile,
-                    _ if el.ns() == ns::SASL2 => Profile::Sasl2(Authenticate::default()),
+                    _ if el.ns() == ns::SASL2 => Profile::Sasl2(Box::default()),
                     _ => Profile::Sasl1,
                 };
                 self.sasl_failure(&profile, SaslError::Aborted);
@@ -638,7 +638,7 @@ impl ServerConnection {
             None => Ok(None),
         };
         let mechanism = request.mechanism.clone();
-        self.start_sasl(Some(&mechanism), initial, Profile::Sasl2(request))
+        self.start_sasl(Some(&mechanism), initial, Profile::Sasl2(Box::new(request)))
     }
 
     /// Starts an exchange in either profile.
@@ -674,7 +674,7 @@ impl ServerConnection {
                 .filter(|m| fast::offered(&offered).contains(m))
         {
             match initial {
-                Ok(initial) => self.start_fast(ht, initial, request.clone()),
+                Ok(initial) => self.start_fast(ht, initial, (**request).clone()),
                 Err(e) => self.sasl_failure(&profile, e),
             }
             return Ok(());
@@ -727,7 +727,7 @@ impl ServerConnection {
         let State::SaslChallenge(mut exchange) = std::mem::replace(&mut self.state, State::Open)
         else {
             let profile = if el.ns() == ns::SASL2 {
-                Profile::Sasl2(Authenticate::default())
+                Profile::Sasl2(Box::default())
             } else {
                 Profile::Sasl1
             };
@@ -798,7 +798,7 @@ impl ServerConnection {
                         );
                         self.restart();
                     }
-                    Profile::Sasl2(request) => self.sasl2_success(jid, request, additional_data),
+                    Profile::Sasl2(request) => self.sasl2_success(jid, *request, additional_data),
                 }
             }
             Err(e) => {
@@ -863,7 +863,7 @@ impl ServerConnection {
         initial: Option<Vec<u8>>,
         request: Authenticate,
     ) {
-        let profile = Profile::Sasl2(request.clone());
+        let profile = Profile::Sasl2(Box::new(request.clone()));
         let cb = ChannelBindingInfo {
             plus_advertised: true,
             data: self
@@ -903,7 +903,7 @@ impl ServerConnection {
             .map(|t| t.key);
         match (found, exchange.request.fast.count) {
             (None, _) => {
-                let profile = Profile::Sasl2(exchange.request);
+                let profile = Profile::Sasl2(Box::new(exchange.request));
                 self.sasl_failure(&profile, SaslError::NotAuthorized);
             }
             // §3.4: a count must be new; the store checks and records it atomically.
@@ -932,7 +932,7 @@ impl ServerConnection {
         if fresh {
             self.fast_success(exchange, key);
         } else {
-            let profile = Profile::Sasl2(exchange.request);
+            let profile = Profile::Sasl2(Box::new(exchange.request));
             self.sasl_failure(&profile, SaslError::NotAuthorized);
         }
         self.process();
@@ -945,7 +945,7 @@ impl ServerConnection {
             Jid::bare(&exchange.username, &domain),
             HtTokenKey::from_stored(&key),
         ) else {
-            let profile = Profile::Sasl2(exchange.request);
+            let profile = Profile::Sasl2(Box::new(exchange.request));
             return self.sasl_failure(&profile, SaslError::NotAuthorized);
         };
         let additional = exchange.server.success_data(&token_key);
