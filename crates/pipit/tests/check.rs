@@ -1,13 +1,16 @@
 //! `pipit check` end to end: against a real Pipit (every check passes, with the round
 //! trips the README promises), with a wrong password, against an unreachable port, and
-//! against fake servers that hang, babble, act on plaintext after `<starttls/>`, or offer
-//! SASL2 in part or with a config version they do not check.
+//! against fake servers that hang, babble, act on plaintext after `<starttls/>`, offer
+//! SASL2 in part or with a config version they do not check, or offer FAST tokens that
+//! replay, outlive their invalidation or come with a wrong proof.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,7 @@ fn rows(json: &str) -> Vec<Row> {
             round_trips: o.get("round_trips").and_then(|n| n.as_u64()),
         })
         .collect();
-    assert_eq!(rows.len(), 13, "thirteen checks expected:\n{json}");
+    assert_eq!(rows.len(), 16, "sixteen checks expected:\n{json}");
     for r in &rows {
         assert!(
             ["pass", "fail", "not-offered"].contains(&r.result.as_str()),
@@ -105,6 +108,12 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
         ("iap-pipelined", 3),
         // The refusal of a made-up version, then the retry on the same stream.
         ("iap-stale-version-refused", 4),
+        // XEP-0484: header + the token login leave with the client's Finished.
+        ("fast-token", 3),
+        // The repeated count refused, then a greater one on the same stream.
+        ("fast-replay-refused", 4),
+        // The invalidating login (pipelined as in fast-token).
+        ("fast-invalidate", 3),
     ];
     for (check, n) in expected {
         assert_eq!(row(&rows, check).round_trips, Some(n), "{check}: {rows:#?}");
@@ -134,6 +143,42 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
         row(&rows, "iap-stale-version-refused")
             .detail
             .starts_with("<failure/> <aborted/> + <config-version-mismatch/>; the message pipelined behind it was answered <not-authorized/>;"),
+        "{rows:#?}"
+    );
+    // TLS 1.3, so the tokens are bound to the channel (tls-exporter).
+    for check in ["fast-token", "fast-replay-refused", "fast-invalidate"] {
+        let detail = &row(&rows, check).detail;
+        assert!(
+            detail.contains("bound alice@localhost/pipit-check."),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("(TLS 1.3, Direct TLS, ")
+                && detail.contains("SASL2 HT-SHA-256-EXPR token + Bind2"),
+            "{detail}"
+        );
+        assert!(detail.contains("the server's proof verified"), "{detail}");
+    }
+    assert!(
+        row(&rows, "fast-token").detail.contains(
+            "header + SASL2 HT-SHA-256-EXPR token + Bind2 + config version in one flight); \
+             the server's proof verified (the token, for HT-SHA-256-EXPR, came from a SASL2 \
+             PLAIN login)"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        row(&rows, "fast-replay-refused").detail.starts_with(
+            "count 1 again: <failure/> <not-authorized/>; the message pipelined behind it was \
+             answered <not-authorized/>; count 2 on the same stream: bound"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        row(&rows, "fast-invalidate").detail.ends_with(
+            "then count 2 on a new connection: <failure/> <not-authorized/>; the message \
+             pipelined behind it was answered <not-authorized/>"
+        ),
         "{rows:#?}"
     );
     assert!(
@@ -166,8 +211,8 @@ fn the_table_is_readable_and_verbose_shows_the_transcript() {
         "the stunt flight is described: {out}"
     );
     assert!(out.contains("S: <proceed xmlns="), "{out}");
-    assert!(out.contains("12 passed, 0 failed, 1 not offered"), "{out}");
-    // Without --direct-tls the SASL2 checks go over STARTTLS.
+    assert!(out.contains("15 passed, 0 failed, 1 not offered"), "{out}");
+    // Without --direct-tls the SASL2 and FAST checks go over STARTTLS.
     assert!(
         out.contains("6 round trips (TLS 1.3, STARTTLS, SASL2 PLAIN + Bind2 after the features)"),
         "{out}"
@@ -177,9 +222,20 @@ fn the_table_is_readable_and_verbose_shows_the_transcript() {
         "{out}"
     );
     assert!(
+        out.contains("5 round trips (TLS 1.3, STARTTLS, header + SASL2 HT-SHA-256-EXPR token + Bind2 + config version in one flight)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("C: the end of the TLS handshake + header + authenticate HT-SHA-256-EXPR (FAST count 1) + Bind2"),
+        "{out}"
+    );
+    assert!(
         !out.contains("AGFsaWNlAHB3"),
         "the password (base64 in PLAIN) must not appear: {out}"
     );
+    // Nor the FAST tokens the server issued (Pipit's start with RFC 8959's scheme).
+    assert!(out.contains("token='[hidden]'"), "{out}");
+    assert!(!out.contains("secret-token:"), "{out}");
 }
 
 #[test]
@@ -196,6 +252,9 @@ fn a_wrong_password_fails_the_login_checks_with_a_clear_detail() {
         "direct-tls",
         "sasl2-bind2",
         "iap-pipelined",
+        "fast-token",
+        "fast-replay-refused",
+        "fast-invalidate",
     ] {
         let r = row(&rows, check);
         assert_eq!(r.result, "fail", "{r:#?}");
@@ -407,6 +466,28 @@ fn a_server_acting_on_plaintext_after_starttls_is_a_security_finding() {
     assert!(r.detail.starts_with("SECURITY:"), "{r:#?}");
 }
 
+/// How a fake server does FAST (XEP-0484): HT-SHA-256-NONE only, tokens on request.
+#[derive(Clone, Copy)]
+struct FastFake {
+    /// A count must be greater than any used with the token before (§3.4).
+    check_count: bool,
+    /// `invalidate='true'` ends the token (§3.6).
+    honour_invalidate: bool,
+    /// The proof in `<additional-data/>` is made with another token.
+    wrong_proof: bool,
+}
+
+impl FastFake {
+    const GOOD: FastFake = FastFake {
+        check_count: true,
+        honour_invalidate: true,
+        wrong_proof: false,
+    };
+}
+
+/// A fake server's FAST tokens, across its connections: the token and its last count.
+type Tokens = Arc<Mutex<Vec<(String, u64)>>>;
+
 /// What a fake Direct TLS server offers after TLS, and how it treats config versions.
 #[derive(Clone, Copy)]
 struct Sasl2Fake {
@@ -418,6 +499,8 @@ struct Sasl2Fake {
     version: Option<&'static str>,
     /// A pipelined `<authenticate/>` against another version is refused (XEP-0509).
     honour_version: bool,
+    /// FAST is offered inside `<inline/>`, and done this way.
+    fast: Option<FastFake>,
 }
 
 impl Sasl2Fake {
@@ -428,8 +511,17 @@ impl Sasl2Fake {
             for m in self.mechanisms {
                 auth.push_str(&format!("<mechanism>{m}</mechanism>"));
             }
-            if self.bind2 {
-                auth.push_str("<inline><bind xmlns='urn:xmpp:bind:0'/></inline>");
+            if self.bind2 || self.fast.is_some() {
+                auth.push_str("<inline>");
+                if self.bind2 {
+                    auth.push_str("<bind xmlns='urn:xmpp:bind:0'/>");
+                }
+                if self.fast.is_some() {
+                    auth.push_str(
+                        "<fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast>",
+                    );
+                }
+                auth.push_str("</inline>");
             }
             auth.push_str("</authentication>");
         }
@@ -446,11 +538,13 @@ impl Sasl2Fake {
     }
 
     /// One Direct TLS connection: SASL2 against alice/pw through the real server-side SASL
-    /// code; a message after success comes back from the bound resource.
-    fn serve(self, stream: TcpStream) {
+    /// code, and FAST tokens (kept in `tokens`) through the real HT code; a message after
+    /// success comes back from the bound resource.
+    fn serve(self, stream: TcpStream, tokens: Tokens) {
         use base64::Engine as _;
         use pipit_proto::sasl::{
-            ChannelBindingInfo, Mechanism, ServerSession, Step, StoredCredentials,
+            ChannelBindingInfo, HtMechanism, HtServer, HtTokenKey, Mechanism, ServerSession, Step,
+            StoredCredentials, ht_token_string,
         };
         use pipit_proto::xml::{Limits, StreamEvent, StreamParser, ns};
 
@@ -463,15 +557,31 @@ impl Sasl2Fake {
         let mut session: Option<ServerSession> = None;
         let mut bound = false;
         let mut buf = [0u8; 16 * 1024];
-        let success = |data: Option<Vec<u8>>| {
+        let success = |data: Option<Vec<u8>>, token: Option<String>| {
             let data = data
                 .map(|d| format!("<additional-data>{}</additional-data>", b64.encode(d)))
                 .unwrap_or_default();
+            let token = token
+                .map(|t| {
+                    format!(
+                        "<token xmlns='urn:xmpp:fast:0' expiry='2099-01-01T00:00:00Z' token='{t}'/>"
+                    )
+                })
+                .unwrap_or_default();
             format!(
                 "<success xmlns='urn:xmpp:sasl:2'>{data}<authorization-identifier>{JID}\
-                 </authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>"
+                 </authorization-identifier><bound xmlns='urn:xmpp:bind:0'/>{token}</success>"
             )
         };
+        // A new token for each request, unique across fakes.
+        static ISSUED: AtomicU64 = AtomicU64::new(1);
+        let issue = || {
+            let n = ISSUED.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+            let token = ht_token_string(&n.repeat(4)).unwrap();
+            tokens.lock().unwrap().push((token.clone(), 0));
+            token
+        };
+        let mut request_token = false;
         let not_authorized = "<failure xmlns='urn:xmpp:sasl:2'>\
             <not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>";
         loop {
@@ -512,8 +622,43 @@ impl Sasl2Fake {
                         );
                         continue;
                     }
-                    let mech =
-                        Mechanism::from_name(e.attr("mechanism").unwrap_or_default()).unwrap();
+                    let name = e.attr("mechanism").unwrap_or_default();
+                    if let (Some(ht), Some(fast)) = (HtMechanism::from_name(name), self.fast) {
+                        let cb = ChannelBindingInfo::default();
+                        let (server, _) =
+                            HtServer::start(ht, &data("initial-response"), &cb).unwrap();
+                        let asked = e.get_child("fast", "urn:xmpp:fast:0");
+                        let count: u64 = asked
+                            .and_then(|f| f.attr("count"))
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0);
+                        let invalidate = asked.and_then(|f| f.attr("invalidate")) == Some("true");
+                        let mut tokens = tokens.lock().unwrap();
+                        let found = tokens
+                            .iter()
+                            .position(|(t, _)| server.verify(&HtTokenKey::from_token(t).unwrap()));
+                        let Some(at) =
+                            found.filter(|at| !fast.check_count || count > tokens[*at].1)
+                        else {
+                            out.push_str(not_authorized);
+                            continue;
+                        };
+                        tokens[at].1 = count;
+                        let proof_key = if fast.wrong_proof {
+                            HtTokenKey::from_token(&ht_token_string(&[9; 32]).unwrap())
+                        } else {
+                            HtTokenKey::from_token(&tokens[at].0)
+                        };
+                        if invalidate && fast.honour_invalidate {
+                            tokens.remove(at);
+                        }
+                        bound = true;
+                        let proof = server.success_data(&proof_key.unwrap());
+                        out.push_str(&success(Some(proof), None));
+                        continue;
+                    }
+                    request_token = e.get_child("request-token", "urn:xmpp:fast:0").is_some();
+                    let mech = Mechanism::from_name(name).unwrap();
                     let initial = data("initial-response");
                     let cb = ChannelBindingInfo::default();
                     let (mut s, _) = ServerSession::start(mech, Some(&initial), &cb).unwrap();
@@ -544,7 +689,8 @@ impl Sasl2Fake {
                     )),
                     Ok(Step::Success { additional_data }) => {
                         bound = true;
-                        out.push_str(&success(additional_data));
+                        let token = (request_token && self.fast.is_some()).then(issue);
+                        out.push_str(&success(additional_data, token));
                     }
                     Ok(Step::NeedCredentials { .. }) | Err(_) => out.push_str(not_authorized),
                 }
@@ -557,15 +703,17 @@ impl Sasl2Fake {
 }
 
 /// `pipit check` with a STARTTLS address that hangs up at once and a fake Direct TLS
-/// server; returns the rows of the SASL2 checks.
+/// server; returns the rows of the SASL2 and FAST checks.
 fn check_sasl2_fake(fake: Sasl2Fake) -> Vec<Row> {
     let closer = fake_server(drop);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let direct = listener.local_addr().unwrap().to_string();
+    let tokens = Tokens::default();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { break };
-            thread::spawn(move || fake.serve(stream));
+            let tokens = Arc::clone(&tokens);
+            thread::spawn(move || fake.serve(stream, tokens));
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -588,7 +736,11 @@ fn check_sasl2_fake(fake: Sasl2Fake) -> Vec<Row> {
     ]);
     rows(&out)
         .into_iter()
-        .filter(|r| r.check.starts_with("sasl2") || r.check.starts_with("iap"))
+        .filter(|r| {
+            ["sasl2", "iap", "fast"]
+                .iter()
+                .any(|p| r.check.starts_with(p))
+        })
         .collect()
 }
 
@@ -599,6 +751,7 @@ fn scram_through_sasl2_and_iap_pass_against_a_server_without_plain() {
         bind2: true,
         version: Some("v1"),
         honour_version: true,
+        fast: None,
     });
     // SCRAM takes one round trip more than PLAIN; the server signature is verified.
     for (check, n) in [
@@ -624,6 +777,7 @@ fn a_server_that_ignores_the_config_version_fails_the_stale_version_check() {
         bind2: true,
         version: Some("v1"),
         honour_version: false,
+        fast: None,
     });
     assert_eq!(row(&rows, "sasl2-bind2").result, "pass", "{rows:#?}");
     assert_eq!(row(&rows, "iap-pipelined").result, "pass", "{rows:#?}");
@@ -646,6 +800,7 @@ fn what_a_server_does_not_offer_is_not_offered() {
         bind2: false,
         version: None,
         honour_version: false,
+        fast: None,
     });
     for r in &rows {
         assert_eq!(r.result, "not-offered", "{r:#?}");
@@ -657,6 +812,7 @@ fn what_a_server_does_not_offer_is_not_offered() {
         bind2: false,
         version: Some("v1"),
         honour_version: true,
+        fast: None,
     });
     for r in &rows {
         assert_eq!(r.result, "not-offered", "{r:#?}");
@@ -668,14 +824,125 @@ fn what_a_server_does_not_offer_is_not_offered() {
         bind2: true,
         version: None,
         honour_version: false,
+        fast: None,
     });
     assert_eq!(row(&rows, "sasl2-bind2").result, "pass", "{rows:#?}");
     assert_eq!(row(&rows, "sasl2-bind2").round_trips, Some(4));
+    for check in ["fast-token", "fast-replay-refused", "fast-invalidate"] {
+        let r = row(&rows, check);
+        assert_eq!(r.result, "not-offered", "{r:#?}");
+        assert!(r.detail.contains("SASL2 is offered without FAST"), "{r:#?}");
+    }
     for check in ["iap-pipelined", "iap-stale-version-refused"] {
         let r = row(&rows, check);
         assert_eq!(r.result, "not-offered", "{r:#?}");
         assert!(
             r.detail.contains("no <config-version/> (XEP-0509)"),
+            "{r:#?}"
+        );
+    }
+}
+
+#[test]
+fn fast_checks_pass_against_a_server_with_only_ht_sha_256_none() {
+    // The fake speaks TLS 1.3 but offers no -EXPR: the probe falls back to -NONE, whose
+    // login can wait behind the ClientHello.
+    let fake = Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: true,
+        version: Some("v1"),
+        honour_version: true,
+        fast: Some(FastFake::GOOD),
+    };
+    let rows = check_sasl2_fake(fake);
+    for (check, n) in [
+        ("fast-token", 3),
+        ("fast-replay-refused", 4),
+        ("fast-invalidate", 3),
+    ] {
+        let r = row(&rows, check);
+        assert_eq!(r.result, "pass", "{r:#?}");
+        assert_eq!(r.round_trips, Some(n), "{r:#?}");
+        assert!(
+            r.detail.contains("SASL2 HT-SHA-256-NONE token + Bind2"),
+            "{r:#?}"
+        );
+    }
+    // Without a config version the token login waits for the features.
+    let rows = check_sasl2_fake(Sasl2Fake {
+        version: None,
+        honour_version: false,
+        ..fake
+    });
+    let r = row(&rows, "fast-token");
+    assert_eq!(r.result, "pass", "{r:#?}");
+    assert_eq!(r.round_trips, Some(4), "{r:#?}");
+    assert!(
+        r.detail.contains(
+            "(TLS 1.3, Direct TLS, SASL2 HT-SHA-256-NONE token + Bind2 after the features)"
+        ),
+        "{r:#?}"
+    );
+    for check in ["fast-replay-refused", "fast-invalidate"] {
+        assert_eq!(row(&rows, check).result, "pass", "{rows:#?}");
+    }
+}
+
+#[test]
+fn a_server_that_takes_a_replayed_count_or_an_invalidated_token_fails() {
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: true,
+        version: Some("v1"),
+        honour_version: true,
+        fast: Some(FastFake {
+            check_count: false,
+            honour_invalidate: false,
+            wrong_proof: false,
+        }),
+    });
+    assert_eq!(row(&rows, "fast-token").result, "pass", "{rows:#?}");
+    let r = row(&rows, "fast-replay-refused");
+    assert_eq!(r.result, "fail", "{r:#?}");
+    assert_eq!(r.round_trips, None, "{r:#?}");
+    assert!(
+        r.detail.starts_with(
+            "SECURITY: the server accepted the token again with count 1, which it had already \
+             seen, and authenticated as alice@localhost/pipit-check.fake"
+        ),
+        "{r:#?}"
+    );
+    let r = row(&rows, "fast-invalidate");
+    assert_eq!(r.result, "fail", "{r:#?}");
+    assert!(
+        r.detail.starts_with(
+            "the token still works after the login that invalidated it (<fast \
+             invalidate='true'/>, XEP-0484 §3.6): count 2 authenticated"
+        ),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn a_wrong_server_proof_fails_the_token_login() {
+    let rows = check_sasl2_fake(Sasl2Fake {
+        mechanisms: &["PLAIN"],
+        bind2: true,
+        version: Some("v1"),
+        honour_version: true,
+        fast: Some(FastFake {
+            wrong_proof: true,
+            ..FastFake::GOOD
+        }),
+    });
+    for check in ["fast-token", "fast-replay-refused", "fast-invalidate"] {
+        let r = row(&rows, check);
+        assert_eq!(r.result, "fail", "{r:#?}");
+        assert!(
+            r.detail.contains(
+                "the server's HT-SHA-256-NONE proof (<additional-data/>) is wrong: it does not \
+                 hold the token"
+            ),
             "{r:#?}"
         );
     }

@@ -6,17 +6,19 @@
 //! transcript as evidence and the round trips of each login that completed.
 //!
 //! Layout: `checks` (one function per check), `sasl2_checks` (the SASL2, Bind2 and IAP
-//! checks), `flows` (login steps they share), `probe` (a scripted connection), `xmpp` and
-//! `sasl2` (what is written and how answers are read), `tls` (client configurations),
-//! `report` (table and JSON), `transcript` (evidence).
+//! checks), `fast_checks` (the FAST token checks), `flows` (login steps they share),
+//! `probe` (a scripted connection), `xmpp` and `sasl2` (what is written and how answers
+//! are read), `tls` (client configurations), `report` (table and JSON), `transcript`
+//! (evidence).
 //!
 //! Run order: the lockstep baseline first (it learns the mechanisms), then the pipelined
 //! auth checks (a server that passes them gets pipelined logins in the STARTTLS, stunt and
 //! Direct TLS checks, so their round trips show the best form it takes; others get
-//! lockstep logins there, so each check grades one thing), then the rest; the SASL2 checks
-//! go over Direct TLS when it is given. Printed in a fixed order.
+//! lockstep logins there, so each check grades one thing), then the rest; the SASL2 and
+//! FAST checks go over Direct TLS when it is given. Printed in a fixed order.
 
 mod checks;
+mod fast_checks;
 mod flows;
 mod probe;
 mod report;
@@ -44,18 +46,19 @@ use xmpp::Account;
     stunt-clienthello, plaintext-after-starttls-ignored, auth-restart-bind-pipelined, \
     auth-restart-bind-pipelined-no-xml-decl, sasl-failure-pipelined-restart, \
     tls13-resumption, tls12-resumption, direct-tls, sasl2-bind2, iap-pipelined, \
-    iap-stale-version-refused.\n\n\
+    iap-stale-version-refused, fast-token, fast-replay-refused, fast-invalidate.\n\n\
     plaintext-after-starttls-ignored sends a plaintext login with a decoy password right \
     behind <starttls/>; the real password only ever travels inside TLS.\n\
-    The SASL2 checks (XEP-0388 with Bind2, XEP-0386; IAP, XEP-0509) use Direct TLS when \
-    --direct-tls is given, else STARTTLS.\n\
+    The SASL2 checks (XEP-0388 with Bind2, XEP-0386; IAP, XEP-0509) and the FAST checks \
+    (XEP-0484) use Direct TLS when --direct-tls is given, else STARTTLS. Each FAST check \
+    asks for a token of its own (fast-invalidate ends its token); the report hides them.\n\
     The exit status is 0 whatever the grades; non-zero means the probe could not run.")]
 pub struct CheckArgs {
     /// The server's STARTTLS c2s address.
     #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
     addr: String,
     /// Its Direct TLS (XEP-0368) address; without it the direct-tls check is not offered
-    /// and the SASL2 checks go over STARTTLS.
+    /// and the SASL2 and FAST checks go over STARTTLS.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
     /// An account on the server (its domain is also the TLS server name).
@@ -190,6 +193,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         sasl2_checks::sasl2_bind2(&target).await,
         sasl2_checks::iap_pipelined(&target).await,
         sasl2_checks::iap_stale_version_refused(&target).await,
+        fast_checks::fast_token(&target).await,
+        fast_checks::fast_replay_refused(&target).await,
+        fast_checks::fast_invalidate(&target).await,
     ];
     print(&args, &target, &findings);
     Ok(())

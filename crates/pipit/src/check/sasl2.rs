@@ -1,6 +1,8 @@
-//! SASL2 (XEP-0388) with inline Bind2 (XEP-0386) and Initial Authentication Pipelining
-//! config versions (XEP-0509): what the probe writes, and how it reads the server's offer
-//! and answers.
+//! SASL2 (XEP-0388) with inline Bind2 (XEP-0386), Initial Authentication Pipelining
+//! config versions (XEP-0509) and FAST tokens (XEP-0484): what the probe writes, and how
+//! it reads the server's offer and answers.
+
+use std::fmt;
 
 use pipit_proto::jid::Jid;
 use pipit_proto::sasl::Mechanism;
@@ -21,6 +23,9 @@ pub struct Offer {
     pub bind2: bool,
     /// The `<config-version/>` value (XEP-0509), if announced.
     pub config_version: Option<String>,
+    /// The HT mechanisms inside `<inline><fast xmlns='urn:xmpp:fast:0'/></inline>`
+    /// (XEP-0484 §3.1); `None` without `<fast/>`.
+    pub fast: Option<Vec<String>>,
 }
 
 impl Offer {
@@ -43,6 +48,14 @@ impl Offer {
                 .collect(),
             bind2: inline.is_some_and(|i| i.get_child("bind", ns::BIND2).is_some()),
             config_version: version,
+            fast: inline
+                .and_then(|i| i.get_child("fast", ns::FAST))
+                .map(|fast| {
+                    fast.children()
+                        .filter(|c| c.is("mechanism", ns::FAST))
+                        .map(|c| c.text().trim().to_owned())
+                        .collect()
+                }),
         })
     }
 
@@ -84,12 +97,14 @@ pub fn user_agent_id() -> String {
 }
 
 /// `<authenticate/>` (XEP-0388 §2.3) with the initial response, a user agent, an inline
-/// Bind2 request with [`TAG`] (XEP-0386) and, for a pipelined one, the config version
-/// it was written against (XEP-0509).
+/// Bind2 request with [`TAG`] (XEP-0386), `fast` (FAST's children, XEP-0484, as written
+/// by [`request_token`] and [`fast`]) and, for a pipelined one, the config version it was
+/// written against (XEP-0509).
 pub fn authenticate(
     mechanism: &str,
     initial: &[u8],
     user_agent: &str,
+    fast: &str,
     version: Option<&str>,
 ) -> String {
     let version = version
@@ -104,10 +119,27 @@ pub fn authenticate(
         "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{}'>\
          <initial-response>{}</initial-response>\
          <user-agent id='{}'><software>pipit check</software></user-agent>\
-         <bind xmlns='urn:xmpp:bind:0'><tag>{TAG}</tag></bind>{version}</authenticate>",
+         <bind xmlns='urn:xmpp:bind:0'><tag>{TAG}</tag></bind>{fast}{version}</authenticate>",
         escape_attr_value(mechanism),
         encode(initial),
         escape_attr_value(user_agent)
+    )
+}
+
+/// `<request-token/>` (XEP-0484 §3.2): asks for a token for `mechanism` with this login.
+pub fn request_token(mechanism: &str) -> String {
+    format!(
+        "<request-token xmlns='urn:xmpp:fast:0' mechanism='{}'/>",
+        escape_attr_value(mechanism)
+    )
+}
+
+/// `<fast/>` (XEP-0484 §3.4): this login uses a token, with `count` (greater than any
+/// count used with it before) and, with `invalidate`, ends the token (§3.6).
+pub fn fast(count: u64, invalidate: bool) -> String {
+    format!(
+        "<fast xmlns='urn:xmpp:fast:0' count='{count}'{}/>",
+        if invalidate { " invalidate='true'" } else { "" }
     )
 }
 
@@ -128,6 +160,25 @@ pub struct Success {
     pub identity: Option<String>,
     /// `<bound xmlns='urn:xmpp:bind:0'/>` (XEP-0386).
     pub bound: bool,
+    /// `<token xmlns='urn:xmpp:fast:0'/>` (XEP-0484 §3.3), if one was issued.
+    pub token: Option<Token>,
+}
+
+/// A FAST token the server issued (XEP-0484 §3.3). A secret: its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The `token` attribute: the HMAC key of the HT mechanism.
+    pub secret: String,
+    /// The `expiry` attribute (XEP-0082 date-time), as sent.
+    pub expiry: Option<String>,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("expiry", &self.expiry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Success {
@@ -164,6 +215,8 @@ pub struct Failure {
     pub conditions: String,
     /// The SASL condition is `<aborted/>`.
     pub aborted: bool,
+    /// The SASL condition is `<not-authorized/>` (RFC 6120 §6.5.10).
+    pub not_authorized: bool,
     /// It carries `<config-version-mismatch xmlns='urn:xmpp:iap:0'/>` (XEP-0509).
     pub mismatch: bool,
 }
@@ -206,6 +259,12 @@ pub fn answer(e: &Element) -> Option<Result<Answer, String>> {
                     .get_child("authorization-identifier", ns::SASL2)
                     .map(|i| i.text().trim().to_owned()),
                 bound: e.get_child("bound", ns::BIND2).is_some(),
+                token: e.get_child("token", ns::FAST).and_then(|t| {
+                    Some(Token {
+                        secret: t.attr("token")?.to_owned(),
+                        expiry: t.attr("expiry").map(str::to_owned),
+                    })
+                }),
             }))
         }
         "failure" => Ok(Answer::Failure(failure(e))),
@@ -236,6 +295,7 @@ fn failure(e: &Element) -> Failure {
     Failure {
         conditions,
         aborted: e.get_child("aborted", ns::SASL).is_some(),
+        not_authorized: e.get_child("not-authorized", ns::SASL).is_some(),
         mismatch: e.get_child("config-version-mismatch", ns::IAP).is_some(),
     }
 }
@@ -339,12 +399,18 @@ mod tests {
              <mechanism>PLAIN</mechanism></mechanisms>\
              <authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256-PLUS</mechanism>\
              <mechanism>SCRAM-SHA-256</mechanism><mechanism>PLAIN</mechanism>\
-             <inline><bind xmlns='urn:xmpp:bind:0'/></inline></authentication>\
+             <inline><bind xmlns='urn:xmpp:bind:0'/><fast xmlns='urn:xmpp:fast:0' tls-0rtt='true'>\
+             <mechanism>HT-SHA-256-EXPR</mechanism><mechanism>HT-SHA-256-NONE</mechanism>\
+             </fast></inline></authentication>\
              <config-version xmlns='urn:xmpp:iap:0' scheme='opaque' value='v1'/>\
              </stream:features>",
         );
         let offer = Offer::read(features(&received).unwrap()).unwrap();
         assert!(offer.bind2 && offer.plus());
+        assert_eq!(
+            offer.fast,
+            Some(vec!["HT-SHA-256-EXPR".into(), "HT-SHA-256-NONE".into()])
+        );
         assert_eq!(offer.config_version.as_deref(), Some("v1"));
         assert_eq!(offer.mechanism(), Some(Mechanism::Plain));
 
@@ -356,6 +422,7 @@ mod tests {
         let offer = Offer::read(features(&received).unwrap()).unwrap();
         assert!(!offer.bind2 && !offer.plus());
         assert_eq!(offer.config_version, None);
+        assert_eq!(offer.fast, None);
         assert_eq!(offer.mechanism(), Some(Mechanism::ScramSha256));
 
         let received = parse(
@@ -367,12 +434,25 @@ mod tests {
 
     #[test]
     fn writes_authenticate_with_bind2_and_the_version() {
-        let xml = authenticate("PLAIN", b"\0a\0b", "ua", Some("v'1"));
+        let xml = authenticate("PLAIN", b"\0a\0b", "ua", "", Some("v'1"));
         assert!(xml.starts_with("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>"));
         assert!(xml.contains("<initial-response>AGEAYg==</initial-response>"));
         assert!(xml.contains("<bind xmlns='urn:xmpp:bind:0'><tag>pipit-check</tag></bind>"));
         assert!(xml.contains("value='v&apos;1'/></authenticate>"), "{xml}");
-        assert!(!authenticate("PLAIN", b"", "ua", None).contains("config-version"));
+        assert!(!authenticate("PLAIN", b"", "ua", "", None).contains("config-version"));
+        let xml = authenticate("HT-SHA-256-NONE", b"a\0h", "ua", &fast(7, true), Some("v"));
+        assert!(
+            xml.contains(
+                "</bind><fast xmlns='urn:xmpp:fast:0' count='7' invalidate='true'/>\
+                 <config-version"
+            ),
+            "{xml}"
+        );
+        assert_eq!(fast(1, false), "<fast xmlns='urn:xmpp:fast:0' count='1'/>");
+        assert_eq!(
+            request_token("HT-SHA-256-NONE"),
+            "<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>"
+        );
         let id = user_agent_id();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
@@ -395,6 +475,7 @@ mod tests {
             panic!("{p:?}");
         };
         assert_eq!(success.additional_data.as_deref(), Some(&b"v=abc"[..]));
+        assert_eq!(success.token, None);
         assert_eq!(
             success.bound_jid("alice", "localhost"),
             Ok("alice@localhost/pipit-check.x1".into())
@@ -419,6 +500,32 @@ mod tests {
                 .unwrap_err()
                 .contains("without <bound/>")
         );
+    }
+
+    #[test]
+    fn reads_an_issued_token_and_keeps_it_out_of_debug() {
+        let received = parse(
+            "<success xmlns='urn:xmpp:sasl:2'>\
+             <token xmlns='urn:xmpp:fast:0' expiry='2026-01-01T00:00:00Z' token='s3cr3t'/>\
+             <authorization-identifier>alice@localhost/x</authorization-identifier>\
+             <bound xmlns='urn:xmpp:bind:0'/></success>",
+        );
+        let Some(Ok(Answer::Success(success))) = progress(&received, &plan()).answer else {
+            panic!();
+        };
+        let token = success.token.clone().unwrap();
+        assert_eq!(token.secret, "s3cr3t");
+        assert_eq!(token.expiry.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert!(!format!("{success:?}").contains("s3cr3t"));
+        // A <token/> without the token is no token.
+        let received = parse(
+            "<success xmlns='urn:xmpp:sasl:2'><token xmlns='urn:xmpp:fast:0' expiry='x'/>\
+             </success>",
+        );
+        let Some(Ok(Answer::Success(success))) = progress(&received, &plan()).answer else {
+            panic!();
+        };
+        assert_eq!(success.token, None);
     }
 
     #[test]
@@ -448,6 +555,7 @@ mod tests {
             Some(Ok(Answer::Failure(Failure {
                 conditions: "<aborted/> + <config-version-mismatch/>".into(),
                 aborted: true,
+                not_authorized: false,
                 mismatch: true,
             })))
         );
@@ -460,7 +568,7 @@ mod tests {
             panic!();
         };
         assert_eq!(f.conditions, "<not-authorized/> \"nope\"");
-        assert!(!f.aborted && !f.mismatch);
+        assert!(!f.aborted && !f.mismatch && f.not_authorized);
         let received = parse("<challenge xmlns='urn:xmpp:sasl:2'>cj1hYmM=</challenge>");
         assert_eq!(
             progress(&received, &plan).answer,

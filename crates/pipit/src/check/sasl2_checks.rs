@@ -4,7 +4,9 @@
 //! made-up version is refused without prejudice, and a retry on the same stream works).
 //! Over Direct TLS when `--direct-tls` is given, else after STARTTLS in lockstep.
 
-use pipit_proto::sasl::{Mechanism, plain_initial_response};
+use pipit_proto::sasl::{
+    HtMechanism, Mechanism, ht_initial_response, ht_verify_server, plain_initial_response,
+};
 
 use super::Target;
 use super::checks::{finish, stopped};
@@ -15,7 +17,7 @@ use super::sasl2::{self, Answer, Failure, Offer, Success};
 use super::xmpp::{Plan, features, header, header_then_features, random_hex};
 
 /// Where the SASL2 checks connect, and the name of how TLS starts there.
-fn transport(target: &Target) -> (&str, &'static str) {
+pub fn transport(target: &Target) -> (&str, &'static str) {
     match &target.direct_tls {
         Some(addr) => (addr, "Direct TLS"),
         None => (&target.addr, "STARTTLS"),
@@ -23,7 +25,7 @@ fn transport(target: &Target) -> (&str, &'static str) {
 }
 
 /// Connects for `check`, or returns its failing finding.
-async fn connect(check: &'static str, target: &Target) -> Result<Probe, Finding> {
+pub async fn connect(check: &'static str, target: &Target) -> Result<Probe, Finding> {
     Probe::connect(transport(target).0, target.timeout)
         .await
         .map_err(|why| Finding::new(check, Verdict::Fail, why))
@@ -31,7 +33,7 @@ async fn connect(check: &'static str, target: &Target) -> Result<Probe, Finding>
 
 /// Starts TLS: at once on Direct TLS, after STARTTLS in lockstep otherwise. The handshake
 /// is left to the next wait, so what is written now leaves with the client's Finished.
-async fn start_tls(probe: &mut Probe, target: &Target) -> Result<(), Stop> {
+pub async fn start_tls(probe: &mut Probe, target: &Target) -> Result<(), Stop> {
     if target.direct_tls.is_some() {
         probe.start_tls(&target.direct, &target.server_name, false)?;
     } else {
@@ -65,7 +67,7 @@ fn usable(offer: Option<Offer>, iap: bool) -> Result<(Offer, Mechanism), Stop> {
 
 /// After TLS: a stream header (out with the end of the handshake), then the features;
 /// what of their SASL2 offer a login can use.
-async fn offer_after_tls(
+pub async fn offer_after_tls(
     probe: &mut Probe,
     target: &Target,
     iap: bool,
@@ -79,21 +81,21 @@ async fn offer_after_tls(
 }
 
 /// How one SASL2 exchange ended, challenges answered on the way.
-struct Attempt {
+pub struct Attempt {
     /// The last answer: `<success/>` or `<failure/>`.
-    outcome: Result<Success, Failure>,
+    pub outcome: Result<Success, Failure>,
     /// The message to self: `Ok` when it came back, the condition when it bounced.
-    message: Option<Result<(), String>>,
+    pub message: Option<Result<(), String>>,
     /// What the server's silence was, if the message did not come.
-    silence: String,
+    pub silence: String,
     /// The server restarted the stream after `<success/>`.
-    restarted: bool,
+    pub restarted: bool,
 }
 
 impl Attempt {
     /// The full JID bound, if the login worked: `<success/>` naming a full JID with
     /// `<bound/>`, and the message to self came back.
-    fn login(&self, target: &Target) -> Result<String, String> {
+    pub fn login(&self, target: &Target) -> Result<String, String> {
         let success = match &self.outcome {
             Ok(success) => success,
             Err(failure) => {
@@ -120,42 +122,112 @@ impl Attempt {
     }
 }
 
-/// One SASL2 exchange: `lead` (a stream header, to pipeline with it) and `<authenticate/>`
-/// with Bind2 (and `version`, XEP-0509) in one flight; presence and the message to self in
-/// the flight that completes the exchange (PLAIN: that one; SCRAM: the `<response/>`).
-/// The server's SCRAM signature is verified.
-async fn exchange(
+/// What proves the account in an `<authenticate/>`.
+pub enum Credential<'a> {
+    /// The password, with PLAIN or SCRAM; `plus`: a -PLUS mechanism is offered (the SCRAM
+    /// GS2 flag says so, RFC 5802 §6).
+    Password { mechanism: Mechanism, plus: bool },
+    /// A FAST token (XEP-0484 §3.4) with the HT mechanism it was issued for and this
+    /// connection's data for that mechanism's channel binding (empty for -NONE).
+    Token {
+        mechanism: HtMechanism,
+        token: &'a str,
+        cb_data: Vec<u8>,
+    },
+}
+
+impl Credential<'_> {
+    /// The password with the mechanism a SASL2 login uses for `offer`.
+    pub fn password(offer: &Offer, mechanism: Mechanism) -> Credential<'static> {
+        Credential::Password {
+            mechanism,
+            plus: offer.plus(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Credential::Password { mechanism, .. } => mechanism.name(),
+            Credential::Token { mechanism, .. } => mechanism.name(),
+        }
+    }
+}
+
+/// One `<authenticate/>` and what goes with it.
+pub struct Request<'a> {
+    /// What proves the account.
+    pub credential: Credential<'a>,
+    /// The `<user-agent/>` id (XEP-0388 §2.3): FAST ties a token to it (XEP-0484 §3.2).
+    pub user_agent: String,
+    /// FAST's children (XEP-0484) and how the transcript names them, if any.
+    pub fast: Option<(String, String)>,
+    /// The config version it is written against (XEP-0509), to pipeline it.
+    pub version: Option<&'a str>,
+    /// A stream header to send in the same flight.
+    pub lead: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// `credential` alone: a fresh user agent, no FAST, no config version, no header.
+    pub fn new(credential: Credential<'a>) -> Request<'a> {
+        Request {
+            credential,
+            user_agent: sasl2::user_agent_id(),
+            fast: None,
+            version: None,
+            lead: None,
+        }
+    }
+}
+
+/// One SASL2 exchange: the request's header (to pipeline with it) and `<authenticate/>`
+/// with Bind2 in one flight; presence and the message to self in the flight that
+/// completes the exchange (PLAIN and FAST's HT: that one; SCRAM: the `<response/>`).
+/// The server's SCRAM signature or HT proof is verified.
+pub async fn exchange(
     probe: &mut Probe,
     target: &Target,
     plan: &Plan,
-    offer: &Offer,
-    mechanism: Mechanism,
-    version: Option<&str>,
-    lead: Option<&str>,
+    request: Request<'_>,
 ) -> Result<Attempt, String> {
     let account = &target.account;
     let mut scram = None;
-    let initial = if mechanism == Mechanism::Plain {
-        plain_initial_response(None, &account.local, &account.password)
-    } else {
-        let client = scram_client(target, mechanism, offer.plus())?;
-        let first = client.client_first();
-        scram = Some(client);
-        first
+    let initial = match &request.credential {
+        Credential::Password {
+            mechanism: Mechanism::Plain,
+            ..
+        } => plain_initial_response(None, &account.local, &account.password),
+        Credential::Password { mechanism, plus } => {
+            let client = scram_client(target, *mechanism, *plus)?;
+            let first = client.client_first();
+            scram = Some(client);
+            first
+        }
+        Credential::Token {
+            mechanism,
+            token,
+            cb_data,
+        } => ht_initial_response(*mechanism, &account.local, token, cb_data),
     };
-    let mut flight = lead.unwrap_or_default().to_owned();
+    let name = request.credential.name();
+    let (fast, fast_what) = request.fast.clone().unwrap_or_default();
+    let mut flight = request.lead.unwrap_or_default().to_owned();
     flight.push_str(&sasl2::authenticate(
-        mechanism.name(),
+        name,
         &initial,
-        &sasl2::user_agent_id(),
-        version,
+        &request.user_agent,
+        &fast,
+        request.version,
     ));
     let mut what = format!(
-        "{}authenticate {} + Bind2",
-        if lead.is_some() { "header + " } else { "" },
-        mechanism.name()
+        "{}authenticate {name}{fast_what} + Bind2",
+        if request.lead.is_some() {
+            "header + "
+        } else {
+            ""
+        },
     );
-    if let Some(version) = version {
+    if let Some(version) = request.version {
         what.push_str(&format!(" + config version '{version}'"));
     }
     if scram.is_none() {
@@ -168,7 +240,7 @@ async fn exchange(
 
     if let Answer::Challenge(server_first) = &answer {
         let Some(client) = &mut scram else {
-            return Err(format!("a SASL2 <challenge/> to {}", mechanism.name()));
+            return Err(format!("a SASL2 <challenge/> to {name}"));
         };
         let client_final = client
             .handle_server_first(server_first)
@@ -197,6 +269,25 @@ async fn exchange(
                 client
                     .verify_server_final(data)
                     .map_err(|e| format!("the server's SCRAM signature is wrong: {e}"))?;
+            }
+            if let Credential::Token {
+                mechanism,
+                token,
+                cb_data,
+            } = &request.credential
+            {
+                let data = success.additional_data.as_deref().ok_or_else(|| {
+                    format!(
+                        "{name} <success/> without <additional-data/>: no server proof to \
+                         verify (draft-schmaus-kitten-sasl-ht §3.3)"
+                    )
+                })?;
+                if !ht_verify_server(*mechanism, token, cb_data, data) {
+                    return Err(format!(
+                        "the server's {name} proof (<additional-data/>) is wrong: it does not \
+                         hold the token, or bound it to other channel-binding data"
+                    ));
+                }
             }
             Ok(success)
         }
@@ -266,7 +357,8 @@ pub async fn sasl2_bind2(target: &Target) -> Finding {
         }
     };
     let plan = Plan::new(&target.account);
-    let result = exchange(&mut probe, target, &plan, &offer, mechanism, None, None)
+    let credential = Credential::password(&offer, mechanism);
+    let result = exchange(&mut probe, target, &plan, Request::new(credential))
         .await
         .and_then(|attempt| attempt.login(target));
     let (verdict, detail, rtt) = match result {
@@ -353,16 +445,12 @@ pub async fn iap_pipelined(target: &Target) -> Finding {
     let plan = Plan::new(&target.account);
     let head = header(&target.account.domain, true);
     let mark = probe.mark();
-    let result = exchange(
-        &mut probe,
-        target,
-        &plan,
-        &offer,
-        mechanism,
-        Some(&version),
-        Some(&head),
-    )
-    .await;
+    let request = Request {
+        version: Some(&version),
+        lead: Some(&head),
+        ..Request::new(Credential::password(&offer, mechanism))
+    };
+    let result = exchange(&mut probe, target, &plan, request).await;
     let result = match result {
         Ok(Attempt {
             outcome: Err(failure),
@@ -439,17 +527,14 @@ async fn stale_then_retry(
     let first = Plan::new(account);
     let head = header(&account.domain, true);
     let mark = probe.mark();
-    let attempt = exchange(
-        probe,
-        target,
-        &first,
-        offer,
-        mechanism,
-        Some(&stale),
-        Some(&head),
-    )
-    .await
-    .map_err(|why| format!("the made-up config version '{stale}' got {why}"))?;
+    let request = Request {
+        version: Some(&stale),
+        lead: Some(&head),
+        ..Request::new(Credential::password(offer, mechanism))
+    };
+    let attempt = exchange(probe, target, &first, request)
+        .await
+        .map_err(|why| format!("the made-up config version '{stale}' got {why}"))?;
     let failure = match attempt.outcome {
         Ok(success) => {
             let who = success
@@ -484,17 +569,13 @@ async fn stale_then_retry(
         })?;
 
     let second = Plan::new(account);
-    let retry = exchange(
-        probe,
-        target,
-        &second,
-        offer,
-        mechanism,
-        Some(&current),
-        None,
-    )
-    .await
-    .and_then(|attempt| attempt.login(target));
+    let request = Request {
+        version: Some(&current),
+        ..Request::new(Credential::password(offer, mechanism))
+    };
+    let retry = exchange(probe, target, &second, request)
+        .await
+        .and_then(|attempt| attempt.login(target));
     // Every answer to the first flight came before the retry's, as the server reads in order.
     let pipelined = match sasl2::progress(probe.since(mark), &first) {
         p if p.message_back => {

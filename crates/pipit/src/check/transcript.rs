@@ -1,6 +1,6 @@
 //! The evidence of one check: what the probe sent (described, never the bytes, which carry
 //! the password) and what the server sent back, bounded so a chatty server cannot make
-//! the report grow without limit.
+//! the report grow without limit, with the FAST tokens it issued hidden.
 
 /// Most characters kept; a hostile server cannot grow the report past this.
 const MAX_CHARS: usize = 32 * 1024;
@@ -14,6 +14,8 @@ pub struct Transcript {
     text: String,
     /// Set once the bound was reached; later lines are dropped.
     full: bool,
+    /// Hides `token` attribute values in what the server sent.
+    redactor: Redactor,
 }
 
 impl Transcript {
@@ -22,10 +24,13 @@ impl Transcript {
         self.line(&format!("C: {what} ({bytes} bytes)"));
     }
 
-    /// Bytes the server sent (plaintext, or decrypted TLS application data).
+    /// Bytes the server sent (plaintext, or decrypted TLS application data), with the
+    /// value of every `token` attribute hidden: XEP-0484's `<token token='…'/>` is a
+    /// credential, and the report may be shared.
     pub fn server(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.line(&format!("S: {}", printable(bytes, MAX_CHUNK_CHARS)));
+            let shown = self.redactor.feed(bytes);
+            self.line(&format!("S: {}", printable(&shown, MAX_CHUNK_CHARS)));
         }
     }
 
@@ -50,6 +55,76 @@ impl Transcript {
         }
         self.text.push_str(line);
         self.text.push('\n');
+    }
+}
+
+/// What hides `token` attribute values (`token='…'`, `token = "…"`) in a byte stream
+/// fed in chunks, even when a value or the name before it is split across chunks.
+#[derive(Debug, Default)]
+struct Redactor {
+    state: Scan,
+}
+
+/// Where the redactor is in `<whitespace>token<whitespace>?=<whitespace>?<quote>…<quote>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Scan {
+    /// Looking for whitespace (an attribute name starts after it).
+    #[default]
+    Idle,
+    /// After whitespace, this many bytes of `token` matched.
+    Name(usize),
+    /// `token` matched: whitespace or `=` may follow.
+    AfterName,
+    /// `=` matched: whitespace or the opening quote may follow.
+    AfterEq,
+    /// Inside the value, until this quote.
+    Value(u8),
+}
+
+impl Redactor {
+    const NAME: &'static [u8] = b"token";
+    const HIDDEN: &'static [u8] = b"[hidden]";
+
+    /// The bytes with the values hidden; a value's first byte becomes `[hidden]`, the rest
+    /// of it (in this chunk or later ones) nothing.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        for &b in bytes {
+            let space = b.is_ascii_whitespace();
+            self.state = match self.state {
+                Scan::Value(quote) if b == quote => {
+                    out.push(b);
+                    Scan::Idle
+                }
+                Scan::Value(quote) => Scan::Value(quote),
+                Scan::AfterEq if b == b'\'' || b == b'"' => {
+                    out.push(b);
+                    out.extend_from_slice(Self::HIDDEN);
+                    Scan::Value(b)
+                }
+                Scan::AfterName if b == b'=' => {
+                    out.push(b);
+                    Scan::AfterEq
+                }
+                state @ (Scan::AfterName | Scan::AfterEq) if space => {
+                    out.push(b);
+                    state
+                }
+                Scan::Name(n) if b == Self::NAME[n] => {
+                    out.push(b);
+                    if n + 1 == Self::NAME.len() {
+                        Scan::AfterName
+                    } else {
+                        Scan::Name(n + 1)
+                    }
+                }
+                _ => {
+                    out.push(b);
+                    if space { Scan::Name(0) } else { Scan::Idle }
+                }
+            };
+        }
+        out
     }
 }
 
@@ -88,7 +163,7 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Transcript, printable};
+    use super::{Redactor, Transcript, printable};
 
     #[test]
     fn printable_escapes_controls_and_binary() {
@@ -97,6 +172,23 @@ mod tests {
             "<a/>\\n\\x15\\x03\\x03\\xff"
         );
         assert_eq!(printable(b"abcdef", 3), "abc… [6 bytes in all]");
+    }
+
+    #[test]
+    fn token_values_are_hidden_even_when_split() {
+        let xml = "<token xmlns='urn:xmpp:fast:0' expiry='2026-01-01T00:00:00Z' \
+                   token='s3cr3t'/><x token = \"more\" tokens='kept' atoken='kept'/>";
+        let hidden = "<token xmlns='urn:xmpp:fast:0' expiry='2026-01-01T00:00:00Z' \
+                      token='[hidden]'/><x token = \"[hidden]\" tokens='kept' atoken='kept'/>";
+        for split in 0..=xml.len() {
+            let mut r = Redactor::default();
+            let mut out = r.feed(&xml.as_bytes()[..split]);
+            out.extend(r.feed(&xml.as_bytes()[split..]));
+            assert_eq!(String::from_utf8(out).unwrap(), hidden, "split at {split}");
+        }
+        let mut t = Transcript::default();
+        t.server(b"<success><token token='s3cr3t'/></success>");
+        assert!(!t.text().contains("s3cr3t"), "{}", t.text());
     }
 
     #[test]
