@@ -40,6 +40,8 @@ pub struct Report {
     pub tls_version: Option<String>,
     /// Whether the TLS session was resumed from an earlier login's ticket.
     pub resumed: bool,
+    /// Whether the login rode in TLS 1.3 early data (0-RTT) and the server took it.
+    pub early_data: bool,
     /// The SASL mechanism used (a FAST login names its HT-* mechanism).
     pub mechanism: Option<&'static str>,
     /// Whether the login pipelined authentication on the grounds of an earlier
@@ -130,6 +132,7 @@ impl Session {
                 login_time: Duration::ZERO,
                 tls_version: None,
                 resumed: false,
+                early_data: false,
                 mechanism: None,
                 pipelined,
             },
@@ -169,6 +172,7 @@ impl Session {
             session.report.resumed = info.resumed;
         }
         session.report.mechanism = session.conn.0.mechanism();
+        session.report.early_data = session.conn.0.early_data_accepted();
         Ok(session)
     }
 

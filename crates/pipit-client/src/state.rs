@@ -2,9 +2,11 @@
 //! later login may pipeline (DESIGN.md rule 9). Kept in memory, or in a JSON file.
 //!
 //! The file holds the server's SASL mechanisms, its channel-binding types, whether
-//! these credentials succeeded there, the XEP-0509 config version and the FAST token
-//! (XEP-0484) the server issued; it is written readable by its owner only. Never the
-//! password, and never a TLS session ticket (see [`crate::tls`]).
+//! these credentials succeeded there, the XEP-0509 config version, the FAST token
+//! (XEP-0484) the server issued and whether it takes one in TLS 1.3 early data, and
+//! the hash of the server's certificate (RFC 5929 `tls-server-end-point`); it is
+//! written readable by its owner only. Never the password, and never a TLS session
+//! ticket (see [`crate::tls`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,6 +71,12 @@ struct Entry {
     /// is written readable by its owner only.
     #[serde(default)]
     fast_token: Option<StoredToken>,
+    /// The server takes FAST in TLS 1.3 early data (XEP-0484 `tls-0rtt`).
+    #[serde(default)]
+    fast_zero_rtt: bool,
+    /// RFC 5929 `tls-server-end-point` data of the server's certificate, in hex.
+    #[serde(default)]
+    end_point_hash: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,6 +134,8 @@ impl State {
                     expiry: t.expiry.clone(),
                     count: t.count,
                 }),
+                fast_zero_rtt: e.fast_zero_rtt,
+                end_point_hash: e.end_point_hash.as_deref().and_then(from_hex),
             })
     }
 
@@ -145,6 +155,8 @@ impl State {
                 expiry: t.expiry.clone(),
                 count: t.count,
             }),
+            fast_zero_rtt: known.fast_zero_rtt,
+            end_point_hash: known.end_point_hash.as_deref().map(to_hex),
         };
         let mut inner = self.lock();
         let servers = &mut inner.file.servers;
@@ -257,6 +269,21 @@ fn state_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `None` for anything but an even number of hex digits.
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    let pairs = hex.as_bytes().chunks_exact(2);
+    if !pairs.remainder().is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    pairs
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +300,19 @@ mod tests {
             config_version: Some("v1".into()),
             fast_mechanisms: vec!["HT-SHA-256-EXPR".into()],
             fast_token: None,
+            fast_zero_rtt: true,
+            end_point_hash: Some(vec![0x00, 0xab, 0xff]),
         }
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        assert_eq!(to_hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(from_hex("00abff"), Some(vec![0x00, 0xab, 0xff]));
+        assert_eq!(from_hex("0ab"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("é0"), None);
+        assert_eq!(from_hex("+f"), None);
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 #[derive(Clone, Debug)]
 pub struct TlsSettings {
     starttls: Arc<rustls::ClientConfig>,
-    /// The same, offering ALPN `xmpp-client`.
+    /// The same, offering ALPN `xmpp-client` and sending TLS 1.3 early data when a
+    /// login asks to (`fast-0rtt`).
     direct: Arc<rustls::ClientConfig>,
 }
 
@@ -46,13 +47,16 @@ impl TlsSettings {
     }
 
     /// Uses a rustls configuration as it is for STARTTLS; Direct TLS uses a copy
-    /// offering ALPN `xmpp-client` (unless it names protocols already) that shares
-    /// its session cache.
+    /// offering ALPN `xmpp-client` (unless it names protocols already), with TLS 1.3
+    /// early data enabled, that shares its session cache.
     pub fn from_rustls(config: Arc<rustls::ClientConfig>) -> TlsSettings {
         let mut direct = (*config).clone();
         if direct.alpn_protocols.is_empty() {
             direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
         }
+        // Only offered on a resumed session whose ticket allows it, and only used
+        // by a `fast-0rtt` login (`pipit_proto::client::Mode::Fast0Rtt`).
+        direct.enable_early_data = true;
         TlsSettings {
             starttls: config,
             direct: Arc::new(direct),
@@ -274,6 +278,8 @@ mod tests {
             tls.rustls_config(Mode::Direct).alpn_protocols,
             vec![ALPN_XMPP_CLIENT.to_vec()]
         );
+        assert!(tls.rustls_config(Mode::Fast0Rtt).enable_early_data);
+        assert!(!tls.rustls_config(Mode::Stunt).enable_early_data);
     }
 
     #[test]

@@ -162,6 +162,40 @@ async fn the_relay_adds_time_not_round_trips() {
 }
 
 #[tokio::test]
+async fn fast_0rtt_is_bound_in_two_round_trips_or_falls_back_to_three() {
+    let server = TestServer::start().await;
+    let state = State::in_memory();
+    // One TLS configuration: its session cache holds the tickets.
+    let tls = trusting_test_ca();
+    // A password login leaves a FAST token; the SASL2 one is Direct TLS, so the
+    // newest ticket carries ALPN `xmpp-client` as the 0-RTT login will.
+    for mode in [Mode::Lockstep, Mode::Sasl2] {
+        login_and_echo(server.options(mode, Some(Mechanism::Plain), &tls, &state)).await;
+    }
+    let rtt = Duration::from_millis(40);
+    let mut options = server.options(Mode::Fast0Rtt, None, &tls, &state);
+    options.emulated_rtt = Some(rtt);
+    let (report, arrived) = login_and_echo(options).await;
+    assert_eq!(report.round_trips, 2, "{report:?}");
+    assert!(report.resumed && report.early_data, "{report:?}");
+    assert_eq!(report.mechanism, Some("HT-SHA-256-ENDP"));
+    assert!(report.login_time >= rtt * 2, "{report:?}");
+    // The message to oneself never rides in early data: it goes with the Finished.
+    assert!(arrived >= rtt * 3, "{arrived:?}");
+    // Now the newest ticket is from a STARTTLS login, without ALPN: the session
+    // resumes, but the server refuses early data that does not match it (RFC 8446
+    // §4.2.10), and the login goes again after the handshake.
+    login_and_echo(server.options(Mode::Stunt, Some(Mechanism::Plain), &tls, &state)).await;
+    let (report, _) = login_and_echo(server.options(Mode::Fast0Rtt, None, &tls, &state)).await;
+    assert_eq!(report.round_trips, 3, "{report:?}");
+    assert!(report.resumed && !report.early_data, "{report:?}");
+    // And it left a ticket from Direct TLS: 0-RTT again.
+    let (report, _) = login_and_echo(server.options(Mode::Fast0Rtt, None, &tls, &state)).await;
+    assert_eq!((report.round_trips, report.early_data), (2, true));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_session_sends_and_receives_after_login() {
     use pipit_client::xml::{Element, ns};
     let server = TestServer::start().await;

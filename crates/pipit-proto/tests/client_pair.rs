@@ -222,6 +222,7 @@ fn a_cache_that_lacks_the_mechanism_is_not_trusted() {
         config_version: None,
         fast_mechanisms: Vec::new(),
         fast_token: None,
+        ..KnownServer::default()
     };
     let got = run(
         config(Mode::Stunt, Some(Mechanism::Plain), Some(stale), PASSWORD),

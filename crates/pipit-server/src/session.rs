@@ -120,7 +120,8 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
                 conn.close(Some(StreamError::Conflict));
                 takeover = Some(request);
             }
-            () = &mut login_deadline, if bound.is_none() => conn.handle_timeout(),
+            // Until bound, and (TLS 1.3 0-RTT) until the client's Finished came.
+            () = &mut login_deadline, if conn.is_logging_in() => conn.handle_timeout(),
             () = &mut idle, if conn.wants_ack() => conn.request_ack(),
             _ = shutdown.wait_for(|stop| *stop) => conn.close(Some(StreamError::SystemShutdown)),
         }

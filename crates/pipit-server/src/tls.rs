@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerSessionMemoryCache;
-use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::error::ServerError;
 
@@ -87,9 +86,23 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
-/// The rustls server configuration: TLS 1.3 and 1.2, resumption on by default
-/// (stateless tickets for both versions, plus a session-id cache for TLS 1.2 clients
-/// without ticket support), ALPN `xmpp-client`.
+/// How many resumable TLS sessions the server keeps: each TLS 1.3 connection leaves
+/// two tickets, each a few hundred bytes; the oldest go first.
+const SESSION_CACHE_ENTRIES: usize = 64 * 1024;
+
+/// The most TLS 1.3 early data a client may send: a stream header and a FAST
+/// `<authenticate/>` need about 1 KiB. rustls fails a handshake that brings more.
+pub const MAX_EARLY_DATA: u32 = 16 * 1024;
+
+/// The rustls server configuration: TLS 1.3 and 1.2, resumption on by default, TLS
+/// 1.3 early data (0-RTT) for FAST logins, ALPN `xmpp-client`.
+///
+/// Resumption is stateful: tickets (TLS 1.3) and session ids (TLS 1.2) name entries
+/// of an in-memory session store. rustls takes early data only on sessions resumed
+/// that way, because each ticket is then good once (RFC 8446 §8.1), which stops a
+/// replayed first flight from being resumed on this server at all. What may be
+/// acted on in early data is the protocol core's business (DESIGN.md rule 7,
+/// `pipit_proto::server`): a FAST authentication whose count the store checks.
 pub fn server_config(identity: Identity) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -98,36 +111,22 @@ pub fn server_config(identity: Identity) -> Result<Arc<rustls::ServerConfig>, Se
         .with_no_client_auth()
         .with_single_cert(identity.chain, identity.key)
         .map_err(|e| ServerError::Certificate(format!("certificate and key do not fit: {e}")))?;
-    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
-    config.ticketer = rustls::crypto::ring::Ticketer::new()
-        .map_err(|e| ServerError::Certificate(format!("cannot make a ticketer: {e}")))?;
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    config.max_early_data_size = MAX_EARLY_DATA;
+    // The answer to a 0-RTT login (features, SASL2 success, Bind2) goes out with the
+    // server's handshake flight, before the client's Finished: that is what makes
+    // it two round trips, not three. It is encrypted for whoever holds the resumed
+    // session's keys, so a replayer of the client's flight cannot read it, and
+    // without early data there is nothing to send before the Finished.
+    config.send_half_rtt_data = true;
     config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// RFC 5929 §4.1: `tls-server-end-point` is the hash of the certificate with the hash
-/// of its signature algorithm, SHA-256 where that is MD5 or SHA-1. `None` for
-/// algorithms the RFC does not cover (Ed25519), which disables this binding type.
+/// RFC 5929 §4.1: `tls-server-end-point` data for our certificate (see
+/// [`pipit_proto::sasl::end_point_hash`]); `None` disables that binding type.
 pub fn end_point_hash(leaf: &CertificateDer<'_>) -> Option<Vec<u8>> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
-    let oid = cert.signature_algorithm.algorithm.to_id_string();
-    let data = leaf.as_ref();
-    match oid.as_str() {
-        // ecdsa-with-SHA384, sha384WithRSAEncryption
-        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => Some(Sha384::digest(data).to_vec()),
-        // ecdsa-with-SHA512, sha512WithRSAEncryption
-        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => Some(Sha512::digest(data).to_vec()),
-        // ecdsa-with-SHA256, sha256WithRSAEncryption, RSASSA-PSS (SHA-256 params
-        // in practice), and SHA-1/MD5 based ones, which the RFC maps to SHA-256.
-        "1.2.840.10045.4.3.2"
-        | "1.2.840.113549.1.1.11"
-        | "1.2.840.113549.1.1.10"
-        | "1.2.840.113549.1.1.5"
-        | "1.2.840.113549.1.1.4"
-        | "1.2.840.10045.4.1" => Some(Sha256::digest(data).to_vec()),
-        _ => None,
-    }
+    pipit_proto::sasl::end_point_hash(leaf.as_ref())
 }
 
 #[cfg(test)]

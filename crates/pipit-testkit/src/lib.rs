@@ -60,37 +60,55 @@ pub fn pki() -> &'static Pki {
     })
 }
 
-/// A rustls server configuration with the test leaf, TLS 1.3 and 1.2, and
-/// stateless tickets (as Pipit's server uses).
+/// The most TLS 1.3 early data the test servers take, as Pipit's server.
+pub const MAX_EARLY_DATA: u32 = 16 * 1024;
+
+/// The process-wide rustls server configuration of the tests: the test leaf, TLS
+/// 1.3 and 1.2, session resumption and 0-RTT as Pipit's server has them (see
+/// [`new_server_tls`]). Tests that count on a ticket still being in the store later
+/// make their own with [`new_server_tls`]: this one's store is shared by every test
+/// of the process.
 pub fn server_tls() -> Arc<rustls::ServerConfig> {
     static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
     Arc::clone(CONFIG.get_or_init(|| {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki().leaf_key.clone()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![pki().leaf.clone()], key)
-            .expect("certificate");
-        server.ticketer = rustls::crypto::ring::Ticketer::new().expect("ticketer");
+        let mut server = new_server_tls();
+        server.session_storage = rustls::server::ServerSessionMemoryCache::new(64 * 1024);
         Arc::new(server)
     }))
 }
 
-/// A client configuration trusting the test CA for one TLS version; reuse it to
-/// resume sessions.
+/// A new rustls server configuration with its own session store: the test leaf, TLS
+/// 1.3 and 1.2, resumption from stateful single-use tickets (rustls takes early
+/// data only on those, RFC 8446 §8.1), early data up to [`MAX_EARLY_DATA`], and the
+/// answer to early data sent before the client's Finished ("0.5-RTT").
+pub fn new_server_tls() -> rustls::ServerConfig {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki().leaf_key.clone()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![pki().leaf.clone()], key)
+        .expect("certificate");
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+    server.max_early_data_size = MAX_EARLY_DATA;
+    server.send_half_rtt_data = true;
+    server
+}
+
+/// A client configuration trusting the test CA for one TLS version, with TLS 1.3
+/// early data enabled; reuse it to resume sessions (its session cache is its own).
 pub fn client_tls(version: &'static rustls::SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki().ca.clone()).expect("CA");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .expect("version")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("version")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.enable_early_data = true;
+    Arc::new(config)
 }
 
 enum Tls {
@@ -137,6 +155,22 @@ impl Client {
         } else {
             Tls::Active(conn)
         };
+    }
+
+    /// Writes `plaintext` as TLS 1.3 early data, to go out with the ClientHello at
+    /// the next [`wire`](Self::wire). False (and nothing written) when the session
+    /// resumed cannot carry it all.
+    pub fn write_early(&mut self, plaintext: &[u8]) -> bool {
+        let (Tls::Active(conn) | Tls::AwaitProceed(conn)) = &mut self.tls else {
+            return false;
+        };
+        match conn.early_data() {
+            Some(mut early) if early.bytes_left() >= plaintext.len() => {
+                early.write_all(plaintext).expect("early data buffered");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The bytes to put on the wire for `plaintext`, plus any pending TLS records

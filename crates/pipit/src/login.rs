@@ -26,8 +26,9 @@ pub struct LoginArgs {
     /// Direct TLS (XEP-0368) address [default: the --server host, port 5223].
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
-    /// lockstep, pipelined, stunt, direct, sasl2, fast, or all (in that order, sharing what each
-    /// learns and the TLS session cache).
+    /// lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt, or all (in that order,
+    /// sharing what each learns and the TLS session cache: fast-0rtt needs a session
+    /// ticket and a FAST token from an earlier login of the same run).
     #[arg(long, value_name = "MODE", default_value = "stunt", value_parser = parse_modes)]
     mode: Modes,
     /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, …) [default: the
@@ -72,6 +73,8 @@ struct Row {
     first_stanza_ms: Option<f64>,
     tls: Option<String>,
     resumed: Option<bool>,
+    /// The login rode in TLS 1.3 early data (0-RTT) and the server took it.
+    early_data: Option<bool>,
     mechanism: Option<&'static str>,
     /// Authentication was pipelined on the grounds of an earlier success.
     pipelined: Option<bool>,
@@ -184,6 +187,7 @@ async fn login_once(mut options: LoginOptions) -> Row {
         first_stanza_ms: None,
         tls: None,
         resumed: None,
+        early_data: None,
         mechanism: None,
         pipelined: None,
         jid: None,
@@ -215,6 +219,7 @@ fn fill(row: &mut Row, report: &Report) {
     row.login_ms = Some(millis(report.login_time));
     row.tls = report.tls_version.clone();
     row.resumed = Some(report.resumed);
+    row.early_data = Some(report.early_data);
     row.mechanism = report.mechanism;
     row.pipelined = Some(report.pipelined);
     row.jid = Some(report.jid.to_string());
@@ -275,9 +280,13 @@ fn print_table(rows: &[Row]) {
                 .map(|ms| format!("{ms:.1}"))
                 .unwrap_or_else(dash),
             row.tls.clone().unwrap_or_else(dash),
-            row.resumed
-                .map(|r| if r { "yes" } else { "no" }.to_string())
-                .unwrap_or_else(dash),
+            // A 0-RTT login is a resumed one whose login rode in the early data.
+            match (row.resumed, row.early_data) {
+                (_, Some(true)) => "0-RTT".to_string(),
+                (Some(true), _) => "yes".to_string(),
+                (Some(false), _) => "no".to_string(),
+                (None, _) => dash(),
+            },
             row.mechanism.unwrap_or("-"),
             match &row.error {
                 None => "ok".to_string(),
@@ -301,9 +310,9 @@ fn parse_modes(s: &str) -> Result<Modes, String> {
     if s == "all" {
         return Ok(Modes(Mode::ALL.to_vec()));
     }
-    Mode::from_name(&s)
-        .map(|m| Modes(vec![m]))
-        .ok_or_else(|| "expected lockstep, pipelined, stunt, direct, sasl2, fast or all".into())
+    Mode::from_name(&s).map(|m| Modes(vec![m])).ok_or_else(|| {
+        "expected lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt or all".into()
+    })
 }
 
 fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
@@ -388,6 +397,7 @@ mod tests {
     fn modes_and_mechanisms_parse_by_name() {
         assert_eq!(parse_modes("all").unwrap().0, Mode::ALL.to_vec());
         assert_eq!(parse_modes("Stunt").unwrap().0, vec![Mode::Stunt]);
+        assert_eq!(parse_modes("fast-0rtt").unwrap().0, vec![Mode::Fast0Rtt]);
         assert!(parse_modes("warp").is_err());
         assert_eq!(parse_mechanism("scram-sha-256"), Ok(Mechanism::ScramSha256));
         assert!(parse_mechanism("MD5").unwrap_err().contains("PLAIN"));

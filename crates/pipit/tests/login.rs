@@ -95,15 +95,24 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("stunt", 4),
             ("direct", 4),
             ("sasl2", 4),
-            ("fast", 3)
+            ("fast", 3),
+            // TCP connect, then ClientHello + stream header + FAST authenticate in
+            // TLS 1.3 early data: the server's first flight has the bound session.
+            ("fast-0rtt", 2)
         ])
     );
     let mechanisms: Vec<_> = rows.iter().map(|r| r["mechanism"].clone()).collect();
+    // The server takes FAST in 0-RTT, so the token is for tls-server-end-point
+    // channel binding, which (unlike tls-exporter) a client knows before the
+    // handshake: from the certificate of the session it resumes.
     assert!(
         mechanisms[..5].iter().all(|m| m == "SCRAM-SHA-256-PLUS")
-            && mechanisms[5] == "HT-SHA-256-EXPR",
+            && mechanisms[5..].iter().all(|m| m == "HT-SHA-256-ENDP"),
         "{mechanisms:?}"
     );
+    let early: Vec<_> = rows.iter().map(|r| r["early_data"].as_bool()).collect();
+    assert_eq!(early[..6], [Some(false); 6]);
+    assert_eq!(early[6], Some(true), "{:?}", rows[6]);
     // The lockstep login had no grounds; it taught the rest, which pipelined. One
     // TLS configuration for the run: every login after the first resumed.
     let flags: Vec<_> = rows
@@ -114,6 +123,7 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
         flags,
         [
             (Some(false), Some(false)),
+            (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
@@ -140,7 +150,8 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("stunt", 3),
             ("direct", 3),
             ("sasl2", 3),
-            ("fast", 3)
+            ("fast", 3),
+            ("fast-0rtt", 2)
         ])
     );
 }
@@ -181,7 +192,8 @@ fn the_state_file_lets_the_next_process_pipeline_at_once() {
             ("stunt", 3),
             ("direct", 3),
             ("sasl2", 3),
-            ("fast", 3)
+            ("fast", 3),
+            ("fast-0rtt", 2)
         ])
     );
 }
@@ -192,12 +204,12 @@ fn a_wrong_password_is_reported_per_mode_and_fails_the_run() {
     let out = login(&server, "wrong", &["--mode", "all", "--json"]);
     assert!(!out.status.success());
     let rows = json_rows(&out);
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     for row in &rows {
         assert_eq!(row["ok"], false, "{row}");
         let error = row["error"].as_str().unwrap();
         // FAST has no token to try: no login ever succeeded.
-        let expected = if row["mode"] == "fast" {
+        let expected = if row["mode"] == "fast" || row["mode"] == "fast-0rtt" {
             "no FAST token"
         } else {
             "not-authorized"
@@ -205,7 +217,7 @@ fn a_wrong_password_is_reported_per_mode_and_fails_the_run() {
         assert!(error.contains(expected), "{row}");
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("6 of 6 logins failed"), "{stderr}");
+    assert!(stderr.contains("7 of 7 logins failed"), "{stderr}");
 }
 
 #[test]
@@ -280,7 +292,7 @@ fn bad_input_gets_a_clear_error() {
                 "--mode",
                 "warp",
             ],
-            "lockstep, pipelined, stunt, direct, sasl2, fast or all",
+            "lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt or all",
         ),
         (
             &[

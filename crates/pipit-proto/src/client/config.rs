@@ -25,17 +25,25 @@ pub enum Mode {
     /// As `Sasl2`, authenticating with a FAST token (XEP-0484) an earlier login got:
     /// no password, and a single message.
     Fast,
+    /// As `Fast`, with the stream header and the FAST `<authenticate/>` in TLS 1.3
+    /// early data (0-RTT), in the first flight with the ClientHello: a session
+    /// resumed from a ticket that allows early data, a cached token, and a server
+    /// that said `tls-0rtt` (XEP-0484 §3.1). Stanzas wait for the handshake. Without
+    /// those grounds, or when the server refuses the early data, it is `Fast`.
+    Fast0Rtt,
 }
 
 impl Mode {
     /// Every mode, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 6] = [
+    /// `Fast0Rtt` last: the logins before it leave the token and the session ticket.
+    pub const ALL: [Mode; 7] = [
         Mode::Lockstep,
         Mode::Pipelined,
         Mode::Stunt,
         Mode::Direct,
         Mode::Sasl2,
         Mode::Fast,
+        Mode::Fast0Rtt,
     ];
 
     /// The name used on the command line and in reports.
@@ -47,6 +55,7 @@ impl Mode {
             Mode::Direct => "direct",
             Mode::Sasl2 => "sasl2",
             Mode::Fast => "fast",
+            Mode::Fast0Rtt => "fast-0rtt",
         }
     }
 
@@ -57,12 +66,20 @@ impl Mode {
 
     /// Whether the connection starts in TLS (Direct TLS port) rather than STARTTLS.
     pub fn direct_tls(self) -> bool {
-        matches!(self, Mode::Direct | Mode::Sasl2 | Mode::Fast)
+        matches!(
+            self,
+            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt
+        )
     }
 
     /// Whether the login speaks SASL2 rather than RFC 6120 SASL.
     pub fn sasl2(self) -> bool {
-        matches!(self, Mode::Sasl2 | Mode::Fast)
+        matches!(self, Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt)
+    }
+
+    /// Whether the login authenticates with a FAST token rather than the password.
+    pub fn fast(self) -> bool {
+        matches!(self, Mode::Fast | Mode::Fast0Rtt)
     }
 }
 
@@ -83,6 +100,13 @@ pub struct KnownServer {
     pub fast_mechanisms: Vec<String>,
     /// The FAST token the server issued to this client, if any.
     pub fast_token: Option<FastToken>,
+    /// The server takes a FAST authentication in TLS 1.3 early data (XEP-0484 §3.1
+    /// `tls-0rtt`).
+    pub fast_zero_rtt: bool,
+    /// RFC 5929 `tls-server-end-point` data for the server's certificate, from the
+    /// last handshake: a 0-RTT login binds its FAST token to it before the resumed
+    /// handshake (which does not send the certificate again) has even begun.
+    pub end_point_hash: Option<Vec<u8>>,
 }
 
 /// A FAST token (XEP-0484 §3.3): a secret as good as the password for one mechanism,

@@ -96,6 +96,13 @@ pub struct ClientConnection {
     learned: KnownServer,
     /// The SASL mechanism used, once `<auth/>` has gone out (FAST: its HT-* name).
     mechanism: Option<&'static str>,
+    /// The FAST mechanism the last `<authenticate/>` asked a token for.
+    token_requested: Option<&'static str>,
+    /// A FAST login written as TLS 1.3 early data, until the handshake says whether
+    /// the server took it.
+    early: Option<Sasl>,
+    /// The server took the login sent as early data.
+    early_accepted: bool,
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
 }
@@ -115,15 +122,21 @@ impl ClientConnection {
             in_flight: Vec::new(),
             learned: KnownServer::default(),
             mechanism: None,
+            token_requested: None,
+            early: None,
+            early_accepted: false,
             out: Vec::new(),
             events: VecDeque::new(),
             config,
             random,
         };
         match conn.config.mode {
-            Mode::Direct | Mode::Sasl2 | Mode::Fast => {
+            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt => {
                 conn.transport = conn.new_tls()?;
                 conn.state = State::TlsHandshake;
+                if conn.config.mode == Mode::Fast0Rtt {
+                    conn.send_early_login();
+                }
             }
             Mode::Lockstep => conn.write_header(true),
             Mode::Pipelined | Mode::Stunt => {
@@ -213,6 +226,11 @@ impl ClientConnection {
     /// The SASL mechanism this login used, once chosen (FAST: its HT-* name).
     pub fn mechanism(&self) -> Option<&'static str> {
         self.mechanism
+    }
+
+    /// Whether the login rode in TLS 1.3 early data (0-RTT) and the server took it.
+    pub fn early_data_accepted(&self) -> bool {
+        self.early_accepted
     }
 
     /// What this login learned about the server, to cache for the next one.
@@ -343,6 +361,11 @@ impl ClientConnection {
             .and_then(|i| i.get_child("fast", ns::FAST))
             .map(|f| f.children().map(|m| m.text()).collect())
             .unwrap_or_default();
+        self.learned.fast_zero_rtt = sasl2
+            .and_then(|a| a.get_child("inline", ns::SASL2))
+            .and_then(|i| i.get_child("fast", ns::FAST))
+            .and_then(|f| f.attr("tls-0rtt"))
+            .is_some_and(|v| v == "true" || v == "1");
         self.learned.config_version = features
             .get_child("config-version", ns::IAP)
             .and_then(|c| c.attr("value"))
@@ -371,9 +394,63 @@ impl ClientConnection {
         Ok(())
     }
 
+    /// XEP-0484 §3.4 in TLS 1.3 0-RTT: the stream header and the FAST
+    /// `<authenticate/>` go out as early data, with the ClientHello, when an earlier
+    /// login left grounds (DESIGN.md rule 9): a token, the config version, and the
+    /// server's word that it takes FAST in 0-RTT; and when the session cache holds a
+    /// ticket that allows early data (rustls knows). Stanzas never ride here: early
+    /// data can be replayed, and the server would hold them until the handshake anyway.
+    fn send_early_login(&mut self) {
+        let Some(known) = self.config.known.clone() else {
+            return;
+        };
+        if !self.may_pipeline() || !known.fast_zero_rtt {
+            return;
+        }
+        self.learned = KnownServer {
+            credentials_ok: false,
+            ..known
+        };
+        let Ok((auth, sasl, token)) = self.fast_request() else {
+            // No token, or one no 0-RTT login can use: the plain FAST login follows.
+            self.learned = KnownServer::default();
+            return;
+        };
+        let mut flight = header(self.config.jid.domain(), true).into_bytes();
+        flight.extend_from_slice(&auth.to_bytes(ns::STREAM));
+        if self.transport.send_early(&flight) {
+            self.learned.fast_token = Some(token);
+            self.early = Some(sasl);
+        } else {
+            self.learned = KnownServer::default();
+            self.token_requested = None;
+            self.mechanism = None;
+        }
+    }
+
     /// The handshake is done: open the secured stream, and pipeline the
     /// authentication when an earlier login gives grounds (DESIGN.md rule 9).
     fn tls_ready(&mut self) {
+        let end_point_hash = self.transport.peer_end_point_hash();
+        // The count a refused 0-RTT login used; the retry counts on from it.
+        let mut early_token = None;
+        if let Some(sasl) = self.early.take() {
+            if self.transport.early_data_accepted() {
+                self.early_accepted = true;
+                self.learned.end_point_hash = end_point_hash;
+                self.state = State::Sasl(sasl);
+                // Stanzas only now, after the client's Finished: never in early data.
+                self.release_after_sasl2();
+                return;
+            }
+            // RFC 8446 §4.2.10: the server skipped the early data unread. Send the
+            // login again now; it costs the round trip 0-RTT would have saved. With
+            // the next count, in case a replay of the early data used this one on a
+            // server that did take it.
+            early_token = self.learned.fast_token.take();
+            self.learned = KnownServer::default();
+        }
+        self.learned.end_point_hash = end_point_hash.clone();
         self.write_header(true);
         self.state = State::Features;
         if !self.may_pipeline() {
@@ -382,12 +459,19 @@ impl ClientConnection {
         let known = self.config.known.clone().unwrap_or_default();
         self.learned = KnownServer {
             credentials_ok: false,
+            end_point_hash: end_point_hash.clone(),
             ..known
         };
+        if early_token.is_some() {
+            self.learned.fast_token = early_token;
+        }
         // Never pipeline past what the cached features promise: without a usable
         // mechanism among them, wait for the real features.
         if self.choose_mechanism().is_err() {
-            self.learned = KnownServer::default();
+            self.learned = KnownServer {
+                end_point_hash,
+                ..KnownServer::default()
+            };
             return;
         }
         if let Err(e) = self.authenticate() {
@@ -407,7 +491,7 @@ impl ClientConnection {
     /// Sends `<auth/>` with the chosen mechanism (RFC 6120 §6.4.2), and with PLAIN
     /// on known ground, the restart and bind behind it.
     fn authenticate(&mut self) -> Result<(), ClientError> {
-        if self.config.mode == Mode::Fast {
+        if self.config.mode.fast() {
             return self.authenticate_fast();
         }
         let mechanism = self.choose_mechanism()?;
@@ -465,7 +549,12 @@ impl ClientConnection {
 
     /// XEP-0388 §2.3 `<authenticate/>` with inline Bind2 (XEP-0386 §3) and the
     /// config version it was built against (XEP-0509 §3.2).
-    fn authenticate2(&self, mechanism: &str, initial: &[u8], fast_count: Option<u64>) -> Element {
+    fn authenticate2(
+        &mut self,
+        mechanism: &str,
+        initial: &[u8],
+        fast_count: Option<u64>,
+    ) -> Element {
         let mut auth = Element::new("authenticate", ns::SASL2)
             .with_attr("mechanism", mechanism)
             .with_child(
@@ -483,8 +572,9 @@ impl ClientConnection {
                 .with_child(Element::new("tag", ns::BIND2).with_text(self.config.resource.clone())),
         );
         // XEP-0484 §3.2: ask for a token (or a fresh one, rotating it) whenever the
-        // server offers FAST; a channel-bound mechanism when TLS 1.3 allows it.
-        if let Some(mech) = self.token_mechanism() {
+        // server offers FAST; a channel-bound mechanism where one can be used.
+        self.token_requested = self.token_mechanism();
+        if let Some(mech) = self.token_requested {
             auth.append_child(Element::new("request-token", ns::FAST).with_attr("mechanism", mech));
         }
         if let Some(count) = fast_count {
@@ -500,24 +590,60 @@ impl ClientConnection {
         auth
     }
 
-    /// The FAST mechanism to request a token for, if the server offers FAST.
+    /// The FAST mechanism to request a token for, if the server offers FAST. Channel
+    /// binding first (XEP-0484 §6: clients MUST prefer it). `tls-exporter` binds to
+    /// the very connection, but exists only once the handshake is done; where the
+    /// server takes FAST in 0-RTT, `tls-server-end-point` comes first, since the
+    /// token is then good for early data too (see [`KnownServer::end_point_hash`]).
     fn token_mechanism(&self) -> Option<&'static str> {
+        use HtMechanism::{Sha256Endp, Sha256Expr, Sha256None};
         let offered = |m: HtMechanism| self.learned.fast_mechanisms.iter().any(|o| o == m.name());
-        [HtMechanism::Sha256Expr, HtMechanism::Sha256None]
+        let order = if self.learned.fast_zero_rtt {
+            [Sha256Endp, Sha256Expr, Sha256None]
+        } else {
+            [Sha256Expr, Sha256Endp, Sha256None]
+        };
+        order
             .into_iter()
-            .filter(|m| *m != HtMechanism::Sha256Expr || self.transport.exporter().is_some())
+            .filter(|m| match m {
+                Sha256Expr => self.transport.exporter().is_some(),
+                Sha256Endp => self.end_point_hash().is_some(),
+                _ => true,
+            })
             .find(|m| offered(*m))
             .map(HtMechanism::name)
+    }
+
+    /// RFC 5929 `tls-server-end-point` data: from this handshake once it is done,
+    /// before that (0-RTT) as the last handshake left it.
+    fn end_point_hash(&self) -> Option<Vec<u8>> {
+        if self.transport.handshaking() {
+            self.learned.end_point_hash.clone()
+        } else {
+            self.transport.peer_end_point_hash()
+        }
     }
 
     /// XEP-0484 §3.4: authenticate with the cached token, one message, a count that
     /// only grows.
     fn authenticate_fast(&mut self) -> Result<(), ClientError> {
+        let (auth, sasl, token) = self.fast_request()?;
+        self.write(&auth.to_bytes(ns::STREAM));
+        self.learned.fast_token = Some(token);
+        self.state = State::Sasl(sasl);
+        self.release_after_sasl2();
+        Ok(())
+    }
+
+    /// The FAST `<authenticate/>` with the next count, what to verify the server's
+    /// answer with, and the token as it stands after this use. During the handshake
+    /// (0-RTT) only mechanisms whose channel binding is known by then will do.
+    fn fast_request(&mut self) -> Result<(Element, Sasl, FastToken), ClientError> {
         let token = self
-            .config
-            .known
-            .as_ref()
-            .and_then(|k| k.fast_token.clone())
+            .learned
+            .fast_token
+            .clone()
+            .or_else(|| self.config.known.as_ref()?.fast_token.clone())
             .ok_or_else(|| {
                 ClientError::NoMechanism("no FAST token: log in once with sasl2".into())
             })?;
@@ -525,29 +651,28 @@ impl ClientConnection {
             .ok_or_else(|| ClientError::NoMechanism(token.mechanism.clone()))?;
         let cb_data = match mechanism.channel_binding_type() {
             None => Vec::new(),
-            Some(ChannelBindingType::TlsExporter) => self
-                .transport
-                .exporter()
-                .ok_or_else(|| ClientError::NoMechanism("tls-exporter needs TLS 1.3".into()))?,
-            Some(other) => return Err(ClientError::NoMechanism(other.name().into())),
+            Some(ChannelBindingType::TlsExporter) => {
+                self.transport.exporter().ok_or_else(|| {
+                    ClientError::NoMechanism(
+                        "tls-exporter needs a finished TLS 1.3 handshake".into(),
+                    )
+                })?
+            }
+            Some(ChannelBindingType::TlsServerEndPoint) => self
+                .end_point_hash()
+                .ok_or_else(|| ClientError::NoMechanism("no tls-server-end-point data".into()))?,
         };
         let local = self.config.jid.local().unwrap_or_default().to_owned();
         let initial = ht_initial_response(mechanism, &local, &token.token, &cb_data);
         self.mechanism = Some(mechanism.name());
         let count = token.count + 1;
         let auth = self.authenticate2(mechanism.name(), &initial, Some(count));
-        self.write(&auth.to_bytes(ns::STREAM));
-        self.learned.fast_token = Some(FastToken {
-            count,
-            ..token.clone()
-        });
-        self.state = State::Sasl(Sasl::Fast {
+        let sasl = Sasl::Fast {
             mechanism,
-            token: token.token,
+            token: token.token.clone(),
             cb_data,
-        });
-        self.release_after_sasl2();
-        Ok(())
+        };
+        Ok((auth, sasl, FastToken { count, ..token }))
     }
 
     /// XEP-0509 §3.2: the pipelined `<authenticate/>` met a new configuration. The
@@ -662,7 +787,7 @@ impl ClientConnection {
         }
         self.learned.credentials_ok = true;
         if let Some(issued) = el.get_child("token", ns::FAST) {
-            let requested = self.token_mechanism().map(str::to_owned);
+            let requested = self.token_requested.map(str::to_owned);
             if let (Some(token), Some(mechanism)) = (issued.attr("token"), requested) {
                 self.learned.fast_token = Some(FastToken {
                     token: token.to_owned(),
@@ -772,23 +897,29 @@ impl ClientConnection {
     }
 
     fn write_header(&mut self, declaration: bool) {
-        let header = format!(
-            "{}<stream:stream to='{}' xmlns='{}' xmlns:stream='{}' version='1.0'>",
-            if declaration {
-                "<?xml version='1.0'?>"
-            } else {
-                ""
-            },
-            escape_attr_value(self.config.jid.domain()),
-            ns::CLIENT,
-            ns::STREAM,
-        );
+        let header = header(self.config.jid.domain(), declaration);
         self.write(header.as_bytes());
     }
 
     fn write(&mut self, bytes: &[u8]) {
         self.transport.send(bytes, &mut self.out);
     }
+}
+
+/// The client's stream header (RFC 6120 §4.7), with the XML declaration on a new
+/// stream and without it on a restart.
+fn header(domain: &str, declaration: bool) -> String {
+    format!(
+        "{}<stream:stream to='{}' xmlns='{}' xmlns:stream='{}' version='1.0'>",
+        if declaration {
+            "<?xml version='1.0'?>"
+        } else {
+            ""
+        },
+        escape_attr_value(domain),
+        ns::CLIENT,
+        ns::STREAM,
+    )
 }
 
 fn starttls_element() -> Element {

@@ -47,6 +47,38 @@ impl ChannelBindingInfo {
     }
 }
 
+/// RFC 5929 §4.1: `tls-server-end-point` data is the hash of the server's certificate
+/// (DER) with the hash of its signature algorithm, SHA-256 where that is MD5 or
+/// SHA-1. `None` for algorithms the RFC does not cover (Ed25519), which rules this
+/// binding type out. The server hashes its own certificate; a client the one it was
+/// shown, and keeps it for a TLS 1.3 0-RTT login, where the resumed session's
+/// certificate is not sent again (XEP-0484 with `HT-SHA-256-ENDP`).
+pub fn end_point_hash(certificate: &[u8]) -> Option<Vec<u8>> {
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(certificate).ok()?;
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    match oid.as_str() {
+        // ecdsa-with-SHA384, sha384WithRSAEncryption
+        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => {
+            Some(Sha384::digest(certificate).to_vec())
+        }
+        // ecdsa-with-SHA512, sha512WithRSAEncryption
+        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => {
+            Some(Sha512::digest(certificate).to_vec())
+        }
+        // ecdsa-with-SHA256, sha256WithRSAEncryption, RSASSA-PSS (SHA-256 params
+        // in practice), and SHA-1/MD5 based ones, which the RFC maps to SHA-256.
+        "1.2.840.10045.4.3.2"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.113549.1.1.10"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.4"
+        | "1.2.840.10045.4.1" => Some(Sha256::digest(certificate).to_vec()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ChannelBindingInfo, ChannelBindingType};

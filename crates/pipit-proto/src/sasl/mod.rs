@@ -54,7 +54,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use channel_binding::{ChannelBindingInfo, ChannelBindingType};
+pub use channel_binding::{ChannelBindingInfo, ChannelBindingType, end_point_hash};
 pub use credentials::{ScramKeys, StoredCredentials};
 pub use error::SaslError;
 pub use ht::{

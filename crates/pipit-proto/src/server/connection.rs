@@ -14,6 +14,7 @@ use crate::sasl::{
     SaslError, ServerSession, Step, StoredCredentials, ht_token_string,
 };
 use crate::server::config::ServerConfig;
+use crate::server::early_data::{self, EarlyData};
 use crate::server::fast::{self, FastTokenRecord};
 use crate::server::features::{self, Stage};
 use crate::server::sasl2::{self, Authenticate};
@@ -228,6 +229,9 @@ pub struct ServerConnection {
     sm: Link,
     /// XEP-0509: the config version advertised with this stream's SASL features.
     config_version: Option<String>,
+    /// TLS 1.3 early data: what came as 0-RTT and what of it waits for the
+    /// handshake (DESIGN.md rule 7).
+    early: EarlyData,
     /// The driver's clock, unix seconds (FAST token expiry).
     now: u64,
     out: Vec<u8>,
@@ -251,6 +255,7 @@ impl ServerConnection {
             restart_after_failure: false,
             sm: Link::default(),
             config_version: None,
+            early: EarlyData::default(),
             now: 0,
             out: Vec::new(),
             events: VecDeque::new(),
@@ -289,11 +294,23 @@ impl ServerConnection {
     }
 
     /// The driver's login deadline passed: a client that is not bound by now gets
-    /// `<connection-timeout/>` (RFC 6120 §4.9.3.4).
+    /// `<connection-timeout/>` (RFC 6120 §4.9.3.4). So does one whose TLS handshake
+    /// is still not complete: a 0-RTT login can be bound before the client's
+    /// Finished, and a replayed first flight (which never sends one) must not keep
+    /// a session.
     pub fn handle_timeout(&mut self) {
-        if self.bound.is_none() && !matches!(self.state, State::Closed) {
+        if (self.bound.is_none() || self.transport.handshaking())
+            && !matches!(self.state, State::Closed)
+        {
             self.fail(StreamError::ConnectionTimeout);
         }
+    }
+
+    /// Whether the login is not over: no resource bound yet, or (TLS 1.3 0-RTT)
+    /// the TLS handshake still waits for the client's Finished. The driver's login
+    /// deadline ([`handle_timeout`](Self::handle_timeout)) runs until it is.
+    pub fn is_logging_in(&self) -> bool {
+        !self.is_closed() && (self.bound.is_none() || self.transport.handshaking())
     }
 
     /// The next event for the driver.
@@ -439,6 +456,11 @@ impl ServerConnection {
     fn receive(&mut self, data: &[u8]) {
         match self.transport.receive(data) {
             Ok(received) => {
+                if received.early > 0 {
+                    // Parser offsets are absolute: the early data ends this far in.
+                    let fed = self.parser.offset() + self.parser.buffered() as u64;
+                    self.early.received(fed + received.early as u64);
+                }
                 self.parser.feed(&received.plaintext);
                 if received.peer_closed {
                     self.process();
@@ -468,7 +490,7 @@ impl ServerConnection {
                 // XEP-0198 §5: a resumption waits on the driver's registry.
                 return;
             }
-            let result = match self.parser.next_event() {
+            let result = match self.next_event() {
                 Ok(None) => return,
                 Ok(Some(event)) => self.handle_event(event),
                 Err(e) => Err(e.into()),
@@ -478,6 +500,18 @@ impl ServerConnection {
                 return;
             }
         }
+    }
+
+    /// The next event to act on: while the TLS handshake is under way (TLS 1.3 early
+    /// data), only what cannot be replayed into harm; the rest waits for the
+    /// handshake (see [`early_data`]).
+    fn next_event(&mut self) -> Result<Option<StreamEvent>, crate::xml::XmlError> {
+        let stage = early_data::Stage {
+            awaiting_header: matches!(self.state, State::AwaitHeader),
+            ready_for_auth: matches!(self.state, State::Open) && self.authenticated.is_none(),
+        };
+        self.early
+            .next(&mut self.parser, self.transport.handshaking(), stage)
     }
 
     fn handle_event(&mut self, event: StreamEvent) -> Result<(), StreamError> {
@@ -535,17 +569,13 @@ impl ServerConnection {
         self.write_header(peer.as_ref());
         self.restart_after_failure = false;
         self.state = State::Open;
-        let channel_bindings: Vec<_> = self
-            .transport
-            .channel_bindings(self.config.end_point_hash.as_deref())
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
+        let channel_bindings = self.channel_binding_types();
         let stage = if !self.transport.is_tls() {
             Stage::PreTls
         } else if self.authenticated.is_none() {
             Stage::Auth {
                 channel_bindings: &channel_bindings,
+                zero_rtt: fast::zero_rtt(&self.config.tls),
             }
         } else {
             Stage::Bind {
@@ -609,6 +639,13 @@ impl ServerConnection {
 
     /// RFC 6120 §6.4.2: the client picks a mechanism.
     fn auth(&mut self, el: &Element) -> Result<(), StreamError> {
+        if self.early.came_early() {
+            // DESIGN.md rule 7: never a password in early data, which is neither
+            // forward-secret nor safe from replay.
+            let error = SaslError::MalformedRequest("no password in TLS early data".into());
+            self.sasl_failure(&Profile::Sasl1, error);
+            return Ok(());
+        }
         let initial = decode_sasl_payload(&el.text());
         self.start_sasl(el.attr("mechanism"), initial, Profile::Sasl1)
     }
@@ -620,6 +657,22 @@ impl ServerConnection {
             self.write_element_in(&sasl2::failure(&error, None), ns::STREAM);
             return Ok(());
         };
+        if self.early.came_early() && HtMechanism::from_name(&request.mechanism).is_none() {
+            // DESIGN.md rule 7: never a password in early data, which is neither
+            // forward-secret nor safe from replay; only a FAST token with a count.
+            let error = SaslError::MalformedRequest("no password in TLS early data".into());
+            self.write_element_in(&sasl2::failure(&error, None), ns::STREAM);
+            return Ok(());
+        }
+        if early_data::needs_count(&request, self.early.came_early()) {
+            // XEP-0484 §3.4: without a count nothing tells a replay of the early
+            // data from the client's own request.
+            let error = SaslError::MalformedRequest(
+                "a FAST authentication in TLS early data needs a count".into(),
+            );
+            self.write_element_in(&sasl2::failure(&error, None), ns::STREAM);
+            return Ok(());
+        }
         // XEP-0509 §3.2: a request pipelined against another configuration is
         // refused without prejudice: no failed login is counted, and the client,
         // which has the new features by now, retries.
@@ -847,12 +900,12 @@ impl ServerConnection {
         Some(fast::token_element(&token, expires_at))
     }
 
+    /// The channel-binding types this stream offers: in 0-RTT, those the finished
+    /// handshake will have, so that the features (and their config version) are the
+    /// same as on any other login.
     fn channel_binding_types(&self) -> Vec<ChannelBindingType> {
         self.transport
-            .channel_bindings(self.config.end_point_hash.as_deref())
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect()
+            .offered_channel_bindings(self.config.end_point_hash.as_deref())
     }
 
     /// XEP-0484 §3.4: authentication with a FAST token. The driver looks up the
@@ -1023,6 +1076,7 @@ impl ServerConnection {
     /// parser, where the client's new stream header may already be waiting (rule 4).
     fn restart(&mut self) {
         let rest = self.parser.take_unparsed();
+        self.early.restarted(self.parser.offset());
         self.parser = StreamParser::new(self.config.limits);
         self.parser.feed(&rest);
         self.state = State::AwaitHeader;

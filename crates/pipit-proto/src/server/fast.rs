@@ -38,9 +38,20 @@ pub(crate) fn offered(channel_bindings: &[ChannelBindingType]) -> Vec<HtMechanis
         .collect()
 }
 
-/// XEP-0484 §3.1: `<fast/>` inside SASL2's `<inline/>`.
-pub(crate) fn feature(channel_bindings: &[ChannelBindingType]) -> Element {
+/// Whether this TLS configuration takes early data, so FAST may ride in it: a bound
+/// on its size, and stateful tickets (rustls accepts early data only on sessions
+/// resumed from its session store, whose tickets are single-use, RFC 8446 §8.1).
+pub(crate) fn zero_rtt(tls: &rustls::ServerConfig) -> bool {
+    tls.max_early_data_size > 0 && !tls.ticketer.enabled()
+}
+
+/// XEP-0484 §3.1: `<fast/>` inside SASL2's `<inline/>`; `tls-0rtt='true'` when the
+/// server takes a FAST authentication in TLS 1.3 early data.
+pub(crate) fn feature(channel_bindings: &[ChannelBindingType], zero_rtt: bool) -> Element {
     let mut fast = Element::new("fast", ns::FAST);
+    if zero_rtt {
+        fast.set_attr("tls-0rtt", "true");
+    }
     for mech in offered(channel_bindings) {
         fast.append_child(Element::new("mechanism", ns::FAST).with_text(mech.name()));
     }
@@ -133,6 +144,12 @@ mod tests {
             .len(),
             3
         );
+    }
+
+    #[test]
+    fn zero_rtt_is_advertised_only_when_taken() {
+        assert_eq!(feature(&[], true).attr("tls-0rtt"), Some("true"));
+        assert_eq!(feature(&[], false).attr("tls-0rtt"), None);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(crate) enum Stage<'a> {
     /// TLS up, not authenticated: SASL mechanisms and channel-binding types.
     Auth {
         channel_bindings: &'a [ChannelBindingType],
+        /// FAST is taken in TLS 1.3 early data (XEP-0484 §3.1 `tls-0rtt`).
+        zero_rtt: bool,
     },
     /// Authenticated: resource binding, and the legacy session feature.
     Bind { policy: ConflictPolicy },
@@ -51,7 +53,10 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                 Element::new("starttls", ns::TLS).with_child(Element::new("required", ns::TLS)),
             );
         }
-        Stage::Auth { channel_bindings } => {
+        Stage::Auth {
+            channel_bindings,
+            zero_rtt,
+        } => {
             let mut mechanisms = Element::new("mechanisms", ns::SASL);
             for mech in offered_mechanisms(channel_bindings) {
                 mechanisms.append_child(Element::new("mechanism", ns::SASL).with_text(mech.name()));
@@ -73,7 +78,7 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                             Element::new("feature", ns::BIND2).with_attr("var", ns::SM),
                         ),
                     ))
-                    .with_child(crate::server::fast::feature(channel_bindings)),
+                    .with_child(crate::server::fast::feature(channel_bindings, zero_rtt)),
             );
             features.append_child(authentication);
             if !channel_bindings.is_empty() {

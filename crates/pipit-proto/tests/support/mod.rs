@@ -51,10 +51,18 @@ impl Feed {
 
 /// The core's configuration for tests.
 pub fn server_config(policy: ConflictPolicy) -> Arc<ServerConfig> {
+    server_config_with(policy, pipit_testkit::server_tls())
+}
+
+/// The core's configuration for tests, with this rustls configuration.
+pub fn server_config_with(
+    policy: ConflictPolicy,
+    tls: Arc<rustls::ServerConfig>,
+) -> Arc<ServerConfig> {
     use sha2::Digest;
     Arc::new(ServerConfig {
         domains: vec![DOMAIN.into(), "example.org".into()],
-        tls: pipit_testkit::server_tls(),
+        tls,
         end_point_hash: Some(sha2::Sha256::digest(pipit_testkit::pki().leaf.as_ref()).to_vec()),
         conflict_policy: policy,
         limits: Limits::default(),
@@ -80,6 +88,8 @@ pub struct Log {
     /// FAST tokens issued: (key, mechanism, last count seen).
     pub fast_tokens: Vec<([u8; 32], String, u64)>,
     pub fast_replays_refused: usize,
+    /// FAST token lookups: FAST authentications the core acted on.
+    pub fast_lookups: usize,
 }
 
 /// The server core and a minimal driver: accounts `alice` and `bob`, binding that
@@ -95,12 +105,29 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(listener: Listener, policy: ConflictPolicy, feed: Feed) -> Self {
+        Self::build(listener, server_config(policy), feed, 7)
+    }
+
+    /// A harness whose server uses this rustls configuration (its own ticket store,
+    /// say), with the `replace` conflict policy, drawing randomness (FAST tokens,
+    /// resources) from `seed`.
+    pub fn with_tls(
+        listener: Listener,
+        tls: Arc<rustls::ServerConfig>,
+        feed: Feed,
+        seed: u64,
+    ) -> Self {
+        Self::build(
+            listener,
+            server_config_with(ConflictPolicy::Replace, tls),
+            feed,
+            seed,
+        )
+    }
+
+    fn build(listener: Listener, config: Arc<ServerConfig>, feed: Feed, seed: u64) -> Self {
         Harness {
-            conn: ServerConnection::new(
-                server_config(policy),
-                listener,
-                Box::new(SeededRandom::new(7)),
-            ),
+            conn: ServerConnection::new(config, listener, Box::new(SeededRandom::new(seed))),
             log: Log::default(),
             taken_resources: Vec::new(),
             feed,
@@ -157,6 +184,7 @@ impl Harness {
                     self.log.stanzas.push(stanza);
                 }
                 Event::NeedFastTokens { .. } => {
+                    self.log.fast_lookups += 1;
                     let tokens = self
                         .log
                         .fast_tokens
