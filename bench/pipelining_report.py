@@ -88,6 +88,7 @@ def login(server, mech):
     out = run([PIPIT, "login", f"{USER}@localhost", "--password", PASSWORD,
                "--server", server["c2s"], "--direct-tls", server["direct"],
                "--mode", "all", "--rtt", RTT, "--mech", mech, "--ca", server["ca"],
+               "--timeout", "10s",
                "--json"], timeout=600)
     try:
         return json.loads(out.stdout)
