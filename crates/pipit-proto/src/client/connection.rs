@@ -331,6 +331,9 @@ impl ClientConnection {
                 self.learn(features);
                 Ok(())
             }
+            // XEP-0388 leaves the server free to announce features again after a
+            // SASL2 success (Prosody does); nothing in them changes the login.
+            State::Binding | State::Bound if self.config.mode.sasl2() => Ok(()),
             State::Restarted => {
                 if !self.sent_bind {
                     self.send_bind();
@@ -644,9 +647,7 @@ impl ClientConnection {
             .fast_token
             .clone()
             .or_else(|| self.config.known.as_ref()?.fast_token.clone())
-            .ok_or_else(|| {
-                ClientError::NoMechanism("no FAST token: log in once with sasl2".into())
-            })?;
+            .ok_or(ClientError::NoFastToken)?;
         let mechanism = HtMechanism::from_name(&token.mechanism)
             .ok_or_else(|| ClientError::NoMechanism(token.mechanism.clone()))?;
         let cb_data = match mechanism.channel_binding_type() {

@@ -19,6 +19,9 @@ pub enum ClientError {
     /// No mechanism both sides support (or the one asked for is not offered).
     #[error("no usable SASL mechanism (offered: {0})")]
     NoMechanism(String),
+    /// A FAST login needs a token, and no earlier login got one from this server.
+    #[error("no FAST token for this server: log in once with sasl2 first")]
+    NoFastToken,
     /// Authentication failed with this RFC 6120 §6.5 condition.
     #[error("authentication failed: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     AuthFailed {
