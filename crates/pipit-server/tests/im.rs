@@ -9,44 +9,6 @@ use support::*;
 
 const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
 
-/// Logs `user` in over Direct TLS with `resource`, sends initial presence (if
-/// `available`), and waits for the bind result.
-async fn online(server: &TestServer, user: &str, resource: &str, available: bool) -> WireClient {
-    let mut w = WireClient::connect(server.direct_tls, None).await;
-    w.client.start_tls(&client_tls(TLS13), false);
-    while w.client.handshaking() {
-        w.flight("", |c| !c.handshaking()).await;
-    }
-    let login = format!(
-        "{}{}{}{}{}",
-        header(true),
-        plain_auth(user, PASSWORD),
-        header(false),
-        bind(resource),
-        if available { PRESENCE } else { "" }
-    );
-    let jid = format!("<jid>{user}@localhost/{resource}</jid>");
-    w.flight(&login, move |c| c.text.contains(&jid)).await;
-    if available {
-        // The own initial presence comes back (RFC 6121 §4.2.2).
-        w.wait(|c| c.text.contains("<presence")).await;
-    }
-    w.client.take_text();
-    w
-}
-
-async fn send(w: &mut WireClient, xml: &str) {
-    use tokio::io::AsyncWriteExt;
-    let wire = w.client.wire(xml.as_bytes());
-    w.stream.write_all(&wire).await.unwrap();
-}
-
-async fn expect(w: &mut WireClient, needle: &str) -> String {
-    let needle = needle.to_string();
-    w.wait(move |c| c.text.contains(&needle)).await;
-    w.client.take_text()
-}
-
 #[tokio::test]
 async fn messages_to_bare_full_and_own_jids() {
     let server = TestServer::start(Settings::default()).await;

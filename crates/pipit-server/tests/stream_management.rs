@@ -11,38 +11,7 @@ use std::time::Duration;
 use pipit_server::Settings;
 use support::*;
 
-const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
 const ENABLE: &str = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>";
-
-/// Connects over Direct TLS and completes the handshake.
-async fn connect(server: &TestServer) -> WireClient {
-    let mut w = WireClient::connect(server.direct_tls, None).await;
-    w.client.start_tls(&client_tls(TLS13), false);
-    while w.client.handshaking() {
-        w.flight("", |c| !c.handshaking()).await;
-    }
-    w
-}
-
-/// Logs `user` in with `resource`, sends initial presence if `available`.
-async fn online(server: &TestServer, user: &str, resource: &str, available: bool) -> WireClient {
-    let mut w = connect(server).await;
-    let login = format!(
-        "{}{}{}{}{}",
-        header(true),
-        plain_auth(user, PASSWORD),
-        header(false),
-        bind(resource),
-        if available { PRESENCE } else { "" }
-    );
-    let jid = format!("<jid>{user}@localhost/{resource}</jid>");
-    w.flight(&login, move |c| c.text.contains(&jid)).await;
-    if available {
-        w.wait(|c| c.text.contains("<presence")).await;
-    }
-    w.client.take_text();
-    w
-}
 
 /// Enables stream management with resumption; returns the SM-ID.
 async fn enable(w: &mut WireClient) -> String {
@@ -67,18 +36,6 @@ async fn resume(server: &TestServer, user: &str, previd: &str, h: u32) -> (WireC
     .await;
     let text = w.client.take_text();
     (w, text)
-}
-
-async fn send(w: &mut WireClient, xml: &str) {
-    use tokio::io::AsyncWriteExt;
-    let wire = w.client.wire(xml.as_bytes());
-    w.stream.write_all(&wire).await.unwrap();
-}
-
-async fn expect(w: &mut WireClient, needle: &str) -> String {
-    let needle = needle.to_string();
-    w.wait(move |c| c.text.contains(&needle)).await;
-    w.client.take_text()
 }
 
 /// The value of `name` on the first `<element …>` in `text`.

@@ -18,6 +18,8 @@ pub use pipit_testkit::*;
 
 pub const PASSWORD: &str = "pencil";
 
+const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
+
 /// A running server and what is needed to reach and stop it.
 pub struct TestServer {
     pub c2s: SocketAddr,
@@ -182,4 +184,51 @@ impl Relay {
             _relay: relay,
         }
     }
+}
+
+/// Connects over Direct TLS and completes the handshake.
+pub async fn connect(server: &TestServer) -> WireClient {
+    let mut w = WireClient::connect(server.direct_tls, None).await;
+    w.client.start_tls(&client_tls(TLS13), false);
+    while w.client.handshaking() {
+        w.flight("", |c| !c.handshaking()).await;
+    }
+    w
+}
+
+/// Logs `user` in with `resource`, sends initial presence if `available`.
+pub async fn online(
+    server: &TestServer,
+    user: &str,
+    resource: &str,
+    available: bool,
+) -> WireClient {
+    let mut w = connect(server).await;
+    let login = format!(
+        "{}{}{}{}{}",
+        header(true),
+        plain_auth(user, PASSWORD),
+        header(false),
+        bind(resource),
+        if available { PRESENCE } else { "" }
+    );
+    let jid = format!("<jid>{user}@localhost/{resource}</jid>");
+    w.flight(&login, move |c| c.text.contains(&jid)).await;
+    if available {
+        w.wait(|c| c.text.contains("<presence")).await;
+    }
+    w.client.take_text();
+    w
+}
+
+pub async fn send(w: &mut WireClient, xml: &str) {
+    use tokio::io::AsyncWriteExt;
+    let wire = w.client.wire(xml.as_bytes());
+    w.stream.write_all(&wire).await.unwrap();
+}
+
+pub async fn expect(w: &mut WireClient, needle: &str) -> String {
+    let needle = needle.to_string();
+    w.wait(move |c| c.text.contains(&needle)).await;
+    w.client.take_text()
 }
