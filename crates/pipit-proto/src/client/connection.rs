@@ -419,7 +419,8 @@ impl ClientConnection {
             self.learned = KnownServer::default();
             return;
         };
-        let mut flight = header(self.config.jid.domain(), true).into_bytes();
+        let mut flight =
+            header(self.config.jid.domain(), Some(&self.config.jid), true).into_bytes();
         flight.extend_from_slice(&auth.to_bytes(ns::STREAM));
         if self.transport.send_early(&flight) {
             self.learned.fast_token = Some(token);
@@ -898,7 +899,10 @@ impl ClientConnection {
     }
 
     fn write_header(&mut self, declaration: bool) {
-        let header = header(self.config.jid.domain(), declaration);
+        // RFC 6120 §4.7.1: once TLS protects the stream the client names itself in
+        // `from` (some servers offer FAST only then); never in plaintext.
+        let from = self.transport.is_tls().then_some(&self.config.jid);
+        let header = header(self.config.jid.domain(), from, declaration);
         self.write(header.as_bytes());
     }
 
@@ -908,15 +912,17 @@ impl ClientConnection {
 }
 
 /// The client's stream header (RFC 6120 §4.7), with the XML declaration on a new
-/// stream and without it on a restart.
-fn header(domain: &str, declaration: bool) -> String {
+/// stream and without it on a restart, and `from` when given.
+fn header(domain: &str, from: Option<&Jid>, declaration: bool) -> String {
     format!(
-        "{}<stream:stream to='{}' xmlns='{}' xmlns:stream='{}' version='1.0'>",
+        "{}<stream:stream{} to='{}' xmlns='{}' xmlns:stream='{}' version='1.0'>",
         if declaration {
             "<?xml version='1.0'?>"
         } else {
             ""
         },
+        from.map(|j| format!(" from='{}'", escape_attr_value(&j.to_string())))
+            .unwrap_or_default(),
         escape_attr_value(domain),
         ns::CLIENT,
         ns::STREAM,
