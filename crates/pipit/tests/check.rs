@@ -40,7 +40,7 @@ fn rows(json: &str) -> Vec<Row> {
             round_trips: o.get("round_trips").and_then(|n| n.as_u64()),
         })
         .collect();
-    assert_eq!(rows.len(), 16, "sixteen checks expected:\n{json}");
+    assert_eq!(rows.len(), 17, "seventeen checks expected:\n{json}");
     for r in &rows {
         assert!(
             ["pass", "fail", "not-offered"].contains(&r.result.as_str()),
@@ -114,6 +114,9 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
         ("fast-replay-refused", 4),
         // The invalidating login (pipelined as in fast-token).
         ("fast-invalidate", 3),
+        // TLS 1.3 0-RTT: header + the token login ride as early data with the
+        // ClientHello; <success/> comes in the server's first flight.
+        ("fast-0rtt", 2),
     ];
     for (check, n) in expected {
         assert_eq!(row(&rows, check).round_trips, Some(n), "{check}: {rows:#?}");
@@ -130,6 +133,12 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
             .starts_with("graceful:")
     );
     assert!(row(&rows, "direct-tls").detail.contains("ALPN xmpp-client"));
+    assert!(
+        row(&rows, "fast-0rtt")
+            .detail
+            .contains("SASL2 HT-SHA-256-ENDP token (count 1) in TLS 1.3 early data, accepted"),
+        "{rows:#?}"
+    );
     for check in ["sasl2-bind2", "iap-pipelined", "iap-stale-version-refused"] {
         let detail = &row(&rows, check).detail;
         assert!(
@@ -211,7 +220,7 @@ fn the_table_is_readable_and_verbose_shows_the_transcript() {
         "the stunt flight is described: {out}"
     );
     assert!(out.contains("S: <proceed xmlns="), "{out}");
-    assert!(out.contains("15 passed, 0 failed, 1 not offered"), "{out}");
+    assert!(out.contains("15 passed, 0 failed, 2 not offered"), "{out}");
     // Without --direct-tls the SASL2 and FAST checks go over STARTTLS.
     assert!(
         out.contains("6 round trips (TLS 1.3, STARTTLS, SASL2 PLAIN + Bind2 after the features)"),

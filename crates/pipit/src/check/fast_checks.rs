@@ -30,22 +30,24 @@ use super::xmpp::{Plan, header, header_then_features};
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 
 /// A token the server issued to the probe, and what a login with it needs.
-struct Grant {
+pub(super) struct Grant {
     /// The token string: a secret.
-    token: String,
+    pub(super) token: String,
     /// The HT mechanism it was asked for; it works with no other (XEP-0484 §3.4).
-    mechanism: HtMechanism,
+    pub(super) mechanism: HtMechanism,
     /// The `<user-agent/>` id it was issued to.
-    user_agent: String,
+    pub(super) user_agent: String,
     /// The config version of connection 1's features (XEP-0509), to pipeline with.
-    version: Option<String>,
+    pub(super) version: Option<String>,
     /// The password mechanism that got it, for the details.
-    via: &'static str,
+    pub(super) via: &'static str,
+    /// Connection 1's `<fast/>` said `tls-0rtt='true'`.
+    pub(super) zero_rtt: bool,
 }
 
 /// The evidence of a check's connections, in order.
 #[derive(Default)]
-struct Evidence {
+pub(super) struct Evidence {
     /// The transcripts so far, each headed with its connection's number and purpose.
     text: String,
     /// How many connections were added.
@@ -54,7 +56,7 @@ struct Evidence {
 
 impl Evidence {
     /// Closes `probe` and adds its transcript, headed with `what` the connection did.
-    async fn add(&mut self, probe: Probe, what: &str) {
+    pub(super) async fn add(&mut self, probe: Probe, what: &str) {
         self.connections += 1;
         let transcript = probe.close().await;
         self.text.push_str(&format!(
@@ -65,7 +67,7 @@ impl Evidence {
     }
 
     /// Adds a connection that failed to open or to start TLS, with `why`.
-    async fn add_failed(&mut self, probe: Option<Probe>, what: &str, why: &str) {
+    pub(super) async fn add_failed(&mut self, probe: Option<Probe>, what: &str, why: &str) {
         match probe {
             Some(probe) => self.add(probe, what).await,
             None => {
@@ -79,7 +81,7 @@ impl Evidence {
     }
 
     /// The finding, with every connection so far as evidence.
-    fn finding(
+    pub(super) fn finding(
         self,
         check: &'static str,
         (verdict, detail, round_trips): (Verdict, String, Option<u32>),
@@ -91,21 +93,23 @@ impl Evidence {
 }
 
 /// A grade with no login to count.
-fn graded(verdict: Verdict, detail: String) -> (Verdict, String, Option<u32>) {
+pub(super) fn graded(verdict: Verdict, detail: String) -> (Verdict, String, Option<u32>) {
     (verdict, detail, None)
 }
 
 /// Connection 1: TLS, the features, and a SASL2 password login (Bind2, presence, a message
-/// to self) that asks for a token. Not offered without SASL2, Bind2 or `<fast/>`.
-async fn obtain(
+/// to self) that asks for a token. Not offered without SASL2, Bind2 or `<fast/>`. With
+/// `early`, the token is for a mechanism usable in TLS 1.3 early data (-ENDP, else -NONE).
+pub(super) async fn obtain(
     check: &'static str,
     target: &Target,
     evidence: &mut Evidence,
+    early: bool,
 ) -> Result<Grant, (Verdict, String)> {
     let mut probe = connect(check, target)
         .await
         .map_err(|finding| (finding.verdict, finding.detail))?;
-    let result = obtain_on(&mut probe, target).await;
+    let result = obtain_on(&mut probe, target, early).await;
     evidence
         .add(probe, "a password login asking for a token")
         .await;
@@ -113,7 +117,11 @@ async fn obtain(
 }
 
 /// The body of [`obtain`], on its connection.
-async fn obtain_on(probe: &mut Probe, target: &Target) -> Result<Grant, (Verdict, String)> {
+async fn obtain_on(
+    probe: &mut Probe,
+    target: &Target,
+    early: bool,
+) -> Result<Grant, (Verdict, String)> {
     const CONTEXT: &str = "connection 1 (a password login asking for a token): ";
     let fail = |why: String| (Verdict::Fail, format!("{CONTEXT}{why}"));
     start_tls(probe, target)
@@ -122,7 +130,7 @@ async fn obtain_on(probe: &mut Probe, target: &Target) -> Result<Grant, (Verdict
     let (offer, password) = offer_after_tls(probe, target, false)
         .await
         .map_err(|stop| stopped(stop, CONTEXT))?;
-    let mechanism = choose(&offer, probe).map_err(|why| (Verdict::NotOffered, why))?;
+    let mechanism = choose(&offer, probe, early).map_err(|why| (Verdict::NotOffered, why))?;
     let plan = Plan::new(&target.account);
     let request = Request {
         fast: Some((
@@ -150,12 +158,13 @@ async fn obtain_on(probe: &mut Probe, target: &Target) -> Result<Grant, (Verdict
         user_agent,
         version: offer.config_version,
         via: password.name(),
+        zero_rtt: offer.zero_rtt,
     })
 }
 
-/// The HT mechanism to ask a token for: -EXPR on TLS 1.3 when offered, else -NONE; or
-/// why FAST is not offered.
-fn choose(offer: &Offer, probe: &Probe) -> Result<HtMechanism, String> {
+/// The HT mechanism to ask a token for: -EXPR on TLS 1.3 when offered (-ENDP for `early`
+/// data, which has no exporter yet), else -NONE; or why FAST is not offered.
+fn choose(offer: &Offer, probe: &Probe, early: bool) -> Result<HtMechanism, String> {
     let Some(offered) = &offer.fast else {
         return Err(
             "SASL2 is offered without FAST: no <fast xmlns='urn:xmpp:fast:0'/> \
@@ -165,7 +174,9 @@ fn choose(offer: &Offer, probe: &Probe) -> Result<HtMechanism, String> {
     };
     let has = |m: HtMechanism| offered.iter().any(|o| o == m.name());
     let tls13 = probe.tls().and_then(|c| c.protocol_version()) == Some(ProtocolVersion::TLSv1_3);
-    if tls13 && has(HtMechanism::Sha256Expr) {
+    if early && has(HtMechanism::Sha256Endp) {
+        Ok(HtMechanism::Sha256Endp)
+    } else if !early && tls13 && has(HtMechanism::Sha256Expr) {
         Ok(HtMechanism::Sha256Expr)
     } else if has(HtMechanism::Sha256None) {
         Ok(HtMechanism::Sha256None)
@@ -302,7 +313,7 @@ fn token_login(
 pub async fn fast_token(target: &Target) -> Finding {
     const CHECK: &str = "fast-token";
     let mut evidence = Evidence::default();
-    let grant = match obtain(CHECK, target, &mut evidence).await {
+    let grant = match obtain(CHECK, target, &mut evidence, false).await {
         Ok(grant) => grant,
         Err((verdict, detail)) => return evidence.finding(CHECK, graded(verdict, detail)),
     };
@@ -349,7 +360,7 @@ pub async fn fast_token(target: &Target) -> Finding {
 pub async fn fast_replay_refused(target: &Target) -> Finding {
     const CHECK: &str = "fast-replay-refused";
     let mut evidence = Evidence::default();
-    let grant = match obtain(CHECK, target, &mut evidence).await {
+    let grant = match obtain(CHECK, target, &mut evidence, false).await {
         Ok(grant) => grant,
         Err((verdict, detail)) => return evidence.finding(CHECK, graded(verdict, detail)),
     };
@@ -489,7 +500,7 @@ fn behind_refusal(
 pub async fn fast_invalidate(target: &Target) -> Finding {
     const CHECK: &str = "fast-invalidate";
     let mut evidence = Evidence::default();
-    let grant = match obtain(CHECK, target, &mut evidence).await {
+    let grant = match obtain(CHECK, target, &mut evidence, false).await {
         Ok(grant) => grant,
         Err((verdict, detail)) => return evidence.finding(CHECK, graded(verdict, detail)),
     };

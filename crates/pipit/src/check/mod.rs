@@ -6,7 +6,7 @@
 //! transcript as evidence and the round trips of each login that completed.
 //!
 //! Layout: `checks` (one function per check), `sasl2_checks` (the SASL2, Bind2 and IAP
-//! checks), `fast_checks` (the FAST token checks), `flows` (login steps they share),
+//! checks), `fast_checks` (the FAST token checks), `zero_rtt_checks` (FAST in TLS 1.3 0-RTT), `flows` (login steps they share),
 //! `probe` (a scripted connection), `xmpp` and `sasl2` (what is written and how answers
 //! are read), `tls` (client configurations), `report` (table and JSON), `transcript`
 //! (evidence).
@@ -27,6 +27,7 @@ mod sasl2_checks;
 mod tls;
 mod transcript;
 mod xmpp;
+mod zero_rtt_checks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,12 +47,13 @@ use xmpp::Account;
     stunt-clienthello, plaintext-after-starttls-ignored, auth-restart-bind-pipelined, \
     auth-restart-bind-pipelined-no-xml-decl, sasl-failure-pipelined-restart, \
     tls13-resumption, tls12-resumption, direct-tls, sasl2-bind2, iap-pipelined, \
-    iap-stale-version-refused, fast-token, fast-replay-refused, fast-invalidate.\n\n\
+    iap-stale-version-refused, fast-token, fast-replay-refused, fast-invalidate, fast-0rtt.\n\n\
     plaintext-after-starttls-ignored sends a plaintext login with a decoy password right \
     behind <starttls/>; the real password only ever travels inside TLS.\n\
     The SASL2 checks (XEP-0388 with Bind2, XEP-0386; IAP, XEP-0509) and the FAST checks \
     (XEP-0484) use Direct TLS when --direct-tls is given, else STARTTLS. Each FAST check \
-    asks for a token of its own (fast-invalidate ends its token); the report hides them.\n\
+    asks for a token of its own (fast-invalidate ends its token); the report hides them. \
+    fast-0rtt (TLS 1.3 early data) needs --direct-tls.\n\
     The exit status is 0 whatever the grades; non-zero means the probe could not run.")]
 pub struct CheckArgs {
     /// The server's STARTTLS c2s address.
@@ -196,6 +198,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         fast_checks::fast_token(&target).await,
         fast_checks::fast_replay_refused(&target).await,
         fast_checks::fast_invalidate(&target).await,
+        zero_rtt_checks::fast_0rtt(&target).await,
     ];
     print(&args, &target, &findings);
     Ok(())

@@ -231,6 +231,32 @@ impl Probe {
         self.write(&wire).await;
     }
 
+    /// Writes the first flight of a TLS connection just started: the ClientHello with
+    /// `data` as TLS 1.3 early data (RFC 8446 §2.3). False, with nothing written, when
+    /// rustls holds no ticket that allows early data or the ticket allows less than
+    /// `data`.
+    pub async fn early(&mut self, what: &str, data: &[u8]) -> bool {
+        let Layer::Tls(conn) = &mut self.layer else {
+            return false;
+        };
+        if self.tls_wrote || self.end.is_some() {
+            return false;
+        }
+        let Some(mut early) = conn.early_data() else {
+            return false;
+        };
+        if early.bytes_left() < data.len() || early.write_all(data).is_err() {
+            return false;
+        }
+        let mut wire = Vec::new();
+        drain_tls(conn, &mut wire);
+        self.tls_wrote = true;
+        self.transcript
+            .client(&format!("ClientHello + early data: {what}"), wire.len());
+        self.write(&wire).await;
+        true
+    }
+
     /// Writes `xml` through TLS if it is started, as plaintext otherwise.
     pub async fn send(&mut self, what: &str, xml: &str) {
         match self.layer {

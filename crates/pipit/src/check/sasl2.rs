@@ -26,6 +26,8 @@ pub struct Offer {
     /// The HT mechanisms inside `<inline><fast xmlns='urn:xmpp:fast:0'/></inline>`
     /// (XEP-0484 §3.1); `None` without `<fast/>`.
     pub fast: Option<Vec<String>>,
+    /// `<fast tls-0rtt='true'/>`: the server takes a FAST login in TLS 1.3 early data.
+    pub zero_rtt: bool,
 }
 
 impl Offer {
@@ -56,6 +58,10 @@ impl Offer {
                         .map(|c| c.text().trim().to_owned())
                         .collect()
                 }),
+            zero_rtt: inline
+                .and_then(|i| i.get_child("fast", ns::FAST))
+                .and_then(|fast| fast.attr("tls-0rtt"))
+                .is_some_and(|v| v == "true" || v == "1"),
         })
     }
 

@@ -69,6 +69,7 @@ impl Trust {
 pub struct CountingStore {
     inner: ClientSessionMemoryCache,
     tickets: AtomicUsize,
+    early_tickets: AtomicUsize,
     sessions: AtomicUsize,
 }
 
@@ -78,6 +79,7 @@ impl CountingStore {
         Arc::new(CountingStore {
             inner: ClientSessionMemoryCache::new(32),
             tickets: AtomicUsize::new(0),
+            early_tickets: AtomicUsize::new(0),
             sessions: AtomicUsize::new(0),
         })
     }
@@ -85,6 +87,11 @@ impl CountingStore {
     /// TLS 1.3 tickets received so far.
     pub fn tickets(&self) -> usize {
         self.tickets.load(Ordering::Relaxed)
+    }
+
+    /// TLS 1.3 tickets received so far that allow early data (max_early_data_size > 0).
+    pub fn early_tickets(&self) -> usize {
+        self.early_tickets.load(Ordering::Relaxed)
     }
 
     /// TLS 1.2 sessions stored so far (by id or ticket).
@@ -121,6 +128,9 @@ impl ClientSessionStore for CountingStore {
         value: Tls13ClientSessionValue,
     ) {
         self.tickets.fetch_add(1, Ordering::Relaxed);
+        if value.max_early_data_size() > 0 {
+            self.early_tickets.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.insert_tls13_ticket(server_name, value);
     }
 
