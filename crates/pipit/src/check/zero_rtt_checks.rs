@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use pipit_proto::sasl::{HtMechanism, end_point_hash, ht_initial_response};
+use pipit_proto::sasl::{HtMechanism, end_point_hash, ht_initial_response, ht_verify_server};
 
 use super::Target;
 use super::fast_checks::{Evidence, Grant, graded, obtain};
@@ -211,6 +211,17 @@ async fn early_login(
         }
         Some(Ok(_)) => return Err("the token login in early data got no <success/>".into()),
     };
+    // Mutual authentication, as for every FAST login (draft-schmaus-kitten-sasl-ht §3.3).
+    let proof = success.additional_data.as_deref().ok_or_else(|| {
+        "the early-data token login's <success/> has no <additional-data/>: no server proof"
+            .to_string()
+    })?;
+    if !ht_verify_server(grant.mechanism, &grant.token, &ticket.cb_data, proof) {
+        return Err(
+            "the server's proof (<additional-data/>) for the early-data token login is wrong"
+                .into(),
+        );
+    }
     let bound = success.bound_jid(&account.local, &account.domain)?;
     // Stanzas only now: they leave with the client's Finished, never in early data.
     let mark = probe.mark();
