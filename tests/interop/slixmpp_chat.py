@@ -26,24 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import ssl
 import sys
 import uuid
-from pathlib import Path
 
 import slixmpp
 
+from harness import ALPN, Failure, configure_tls, main
+
 log = logging.getLogger("slixmpp_chat")
-
-# XEP-0368: the ALPN protocol id a client offers on a Direct TLS connection.
-ALPN = "xmpp-client"
-
-
-class Failure(Exception):
-    """The check failed; the message says why."""
-
 
 class Client(slixmpp.ClientXMPP):
     """A ClientXMPP that turns its events into futures the check can await."""
@@ -55,21 +46,7 @@ class Client(slixmpp.ClientXMPP):
         self.mode = args.mode
         self.register_plugin("xep_0199")  # ping, used as an ordering barrier below
 
-        # Verify the server certificate against --cafile. The self-signed certificate
-        # is its own trust anchor, and slixmpp checks the host name against the JID's
-        # domain (localhost), which is in the certificate's SANs: no need to turn any
-        # check off.
-        self.ca_certs = Path(args.cafile)
-        if args.mode == "direct":
-            # XEP-0368: connect with TLS straight away (slixmpp's "xmpps-client"
-            # service), never fall back to STARTTLS on the same port.
-            self.enable_direct_tls = True
-            self.enable_starttls = False
-            self.ssl_context.set_alpn_protocols([ALPN])
-        else:
-            self.enable_direct_tls = False
-            self.enable_starttls = True
-        self.enable_plaintext = False
+        configure_tls(self, args)
 
         loop = asyncio.get_running_loop()
         self.session = loop.create_future()
@@ -209,56 +186,5 @@ async def run(args: argparse.Namespace) -> None:
                 client.abort()
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", required=True, type=int)
-    p.add_argument("--mode", required=True, choices=["starttls", "direct"])
-    p.add_argument("--cafile", required=True, help="PEM certificate(s) to trust")
-    p.add_argument("--sender", required=True)
-    p.add_argument("--sender-password", required=True)
-    p.add_argument("--receiver", required=True)
-    p.add_argument("--receiver-password", required=True)
-    p.add_argument("--timeout", type=float, default=30.0, help="hard limit for the whole check, seconds")
-    p.add_argument("--step-timeout", type=float, default=10.0, help="limit for one login or delivery")
-    p.add_argument("--close-timeout", type=float, default=3.0, help="wait for the server's </stream>")
-    p.add_argument("--debug", action="store_true", help="log slixmpp's traffic to stderr")
-    args = p.parse_args(argv)
-    if not Path(args.cafile).is_file():
-        p.error(f"--cafile {args.cafile}: no such file")
-    return args
-
-
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-    # A last resort should the event loop itself get stuck: never hang the caller.
-    def on_alarm(_signum, _frame) -> None:
-        print(f"FAIL: hard timeout: still running after {args.timeout + 5:.0f} s", flush=True)
-        os._exit(3)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.timeout) + 5)
-
-    async def bounded() -> None:
-        await asyncio.wait_for(run(args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except Failure as e:
-        print(f"FAIL: {e}", flush=True)
-        return 1
-    except asyncio.TimeoutError:
-        print(f"FAIL: timeout: the check did not finish within {args.timeout} s", flush=True)
-        return 3
-    print(f"PASS: slixmpp {slixmpp.__version__} chatted over {args.mode}", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(__doc__.split("\n\n")[0], run, "chatted", sys.argv[1:]))
