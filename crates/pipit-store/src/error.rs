@@ -42,3 +42,8 @@ pub enum StoreError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// A statement that had to change one row: `Ok` if it did, `none` if it changed none.
+pub(crate) fn one_row(changed: u64, none: StoreError) -> Result<(), StoreError> {
+    if changed == 0 { Err(none) } else { Ok(()) }
+}

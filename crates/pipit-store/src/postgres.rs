@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
 use crate::credentials::{check_for_write, check_read, iterations_from_db};
+use crate::error::one_row;
 use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, POSTGRES_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
@@ -146,11 +147,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(map_insert_error)?;
-        if inserted == 0 {
-            Err(StoreError::UserExists)
-        } else {
-            Ok(())
-        }
+        one_row(inserted, StoreError::UserExists)
     }
 
     async fn set_credentials(
@@ -171,11 +168,7 @@ impl Store for PostgresStore {
                 creds,
             )
             .await?;
-        if updated == 0 {
-            Err(StoreError::NoSuchUser)
-        } else {
-            Ok(())
-        }
+        one_row(updated, StoreError::NoSuchUser)
     }
 
     async fn delete_user(&self, localpart: &str, domain: &str) -> Result<(), StoreError> {
@@ -186,11 +179,7 @@ impl Store for PostgresStore {
                 &[&localpart, &domain],
             )
             .await?;
-        if deleted == 0 {
-            Err(StoreError::NoSuchUser)
-        } else {
-            Ok(())
-        }
+        one_row(deleted, StoreError::NoSuchUser)
     }
 
     async fn credentials(

@@ -14,6 +14,7 @@ use pipit_proto::sasl::{ScramKeys, StoredCredentials};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::credentials::{check_for_write, check_read, iterations_from_db};
+use crate::error::one_row;
 use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, SQLITE_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
@@ -153,11 +154,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (domain, localpart) DO NOTHING"
             );
             let inserted = execute_with_credentials(conn, &sql, &localpart, &domain, &c)?;
-            if inserted == 0 {
-                Err(StoreError::UserExists)
-            } else {
-                Ok(())
-            }
+            one_row(inserted as u64, StoreError::UserExists)
         })
         .await
     }
@@ -181,11 +178,7 @@ impl Store for SqliteStore {
                 &domain,
                 &c,
             )?;
-            if updated == 0 {
-                Err(StoreError::NoSuchUser)
-            } else {
-                Ok(())
-            }
+            one_row(updated as u64, StoreError::NoSuchUser)
         })
         .await
     }
@@ -196,11 +189,7 @@ impl Store for SqliteStore {
             let deleted = conn
                 .prepare_cached("DELETE FROM users WHERE localpart = ?1 AND domain = ?2")?
                 .execute(params![localpart, domain])?;
-            if deleted == 0 {
-                Err(StoreError::NoSuchUser)
-            } else {
-                Ok(())
-            }
+            one_row(deleted as u64, StoreError::NoSuchUser)
         })
         .await
     }
