@@ -53,7 +53,8 @@ fn features_offer_sasl2_bind2_and_a_config_version() {
     );
     assert!(
         text.contains(
-            "<inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/></inline></bind>\
+            "<inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/>\
+             <feature var='urn:xmpp:carbons:2'/></inline></bind>\
              <fast xmlns='urn:xmpp:fast:0'"
         ),
         "{text}"
@@ -290,4 +291,46 @@ fn stream_management_is_enabled_inline_with_bind2() {
             "{feed:?}: {text}"
         );
     }
+}
+
+#[test]
+fn carbons_are_enabled_inline_with_bind2() {
+    let bind =
+        "<bind xmlns='urn:xmpp:bind:0'><tag>phone</tag><enable xmlns='urn:xmpp:carbons:2'/></bind>";
+    let login = format!(
+        "{}{}",
+        header(true),
+        authenticate(
+            "PLAIN",
+            &plain_initial_response(None, "alice", PASSWORD),
+            bind
+        )
+    );
+    for feed in Feed::all(1000) {
+        let mut pair = direct(feed);
+        pair.flight(login.as_bytes());
+        let text = pair.client.take_text();
+        // XEP-0386 §4: carbons have no result element; the bind's success says it.
+        assert!(
+            text.contains("<bound xmlns='urn:xmpp:bind:0'/>"),
+            "{feed:?}: {text}"
+        );
+        let log = &pair.server.log;
+        assert_eq!(log.carbons, log.bound, "{feed:?}");
+        assert_eq!(log.carbons.len(), 1, "{feed:?}");
+    }
+    // Without the inline <enable/>, the resource is bound without carbons.
+    let mut pair = direct(Feed::Whole);
+    let plain = format!(
+        "{}{}",
+        header(true),
+        authenticate(
+            "PLAIN",
+            &plain_initial_response(None, "alice", PASSWORD),
+            BIND2
+        )
+    );
+    pair.flight(plain.as_bytes());
+    assert_eq!(pair.server.log.bound.len(), 1);
+    assert!(pair.server.log.carbons.is_empty());
 }

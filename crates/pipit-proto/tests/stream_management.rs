@@ -68,7 +68,7 @@ impl Server {
                     self.conn
                         .provide_credentials(known.then(|| credentials().clone()));
                 }
-                Event::BindRequest { jid, resource } => {
+                Event::BindRequest { jid, resource, .. } => {
                     let full = jid.with_resource(&resource.unwrap_or("gen".into()));
                     self.conn
                         .complete_bind(full.map_err(|_| StanzaError::BadRequest));

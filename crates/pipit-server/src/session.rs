@@ -386,7 +386,7 @@ async fn drive(
                 key,
                 user_agent,
             } => fast::used(ctx, &jid, &key, user_agent.as_deref()).await,
-            Event::BindRequest { jid, resource } => {
+            Event::BindRequest { jid, resource, .. } => {
                 let result = ctx.router.bind(
                     &jid,
                     resource,

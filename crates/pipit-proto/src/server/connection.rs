@@ -60,6 +60,10 @@ pub enum Event {
         jid: Jid,
         /// The prepared resource the client asked for.
         resource: Option<String>,
+        /// Bind2 asked for message carbons inline (XEP-0386 §4, XEP-0280 §4): once
+        /// bound, the driver turns them on for the resource. Nothing goes back in
+        /// `<bound/>`; the success of the bind is the answer.
+        carbons: bool,
     },
     /// A stanza from the bound session, `from` stamped with its full JID, for routing.
     Stanza(Element),
@@ -868,7 +872,15 @@ impl ServerConnection {
         match request.bind {
             Some(tag) => {
                 let sm_enable = request.bind_sm_enable.clone();
-                self.bind2(jid, tag.as_deref(), additional_data, extra, sm_enable)
+                let carbons = request.bind_carbons;
+                self.bind2(
+                    jid,
+                    tag.as_deref(),
+                    additional_data,
+                    extra,
+                    sm_enable,
+                    carbons,
+                )
             }
             None => {
                 let success = sasl2::success(additional_data.as_deref(), &jid, None, extra);
@@ -1033,6 +1045,7 @@ impl ServerConnection {
         additional_data: Option<Vec<u8>>,
         extra: Vec<Element>,
         sm_enable: Option<Element>,
+        carbons: bool,
     ) {
         let random_part = self.random.hex(4);
         let resource =
@@ -1040,6 +1053,7 @@ impl ServerConnection {
         self.events.push_back(Event::BindRequest {
             jid,
             resource: Some(resource),
+            carbons,
         });
         self.state = State::Bind2 {
             additional_data,
@@ -1137,7 +1151,11 @@ impl ServerConnection {
         let Some(jid) = self.authenticated.clone() else {
             return;
         };
-        self.events.push_back(Event::BindRequest { jid, resource });
+        self.events.push_back(Event::BindRequest {
+            jid,
+            resource,
+            carbons: false,
+        });
         self.state = State::Binding { id };
     }
 

@@ -72,12 +72,20 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
             // XEP-0484 §3.1: FAST tokens inside SASL2.
             authentication.append_child(
                 Element::new("inline", ns::SASL2)
-                    .with_child(Element::new("bind", ns::BIND2).with_child(
-                        // XEP-0386 §2: stream management may be enabled inline.
-                        Element::new("inline", ns::BIND2).with_child(
-                            Element::new("feature", ns::BIND2).with_attr("var", ns::SM),
+                    .with_child(
+                        Element::new("bind", ns::BIND2).with_child(
+                            // XEP-0386 §2: stream management and carbons may be
+                            // enabled inline.
+                            Element::new("inline", ns::BIND2)
+                                .with_child(
+                                    Element::new("feature", ns::BIND2).with_attr("var", ns::SM),
+                                )
+                                .with_child(
+                                    Element::new("feature", ns::BIND2)
+                                        .with_attr("var", ns::CARBONS),
+                                ),
                         ),
-                    ))
+                    )
                     .with_child(crate::server::fast::feature(channel_bindings, zero_rtt)),
             );
             features.append_child(authentication);

@@ -22,6 +22,8 @@ pub(crate) struct Authenticate {
     pub bind: Option<Option<String>>,
     /// XEP-0386 §4 / XEP-0198: an `<enable/>` of stream management inside the bind.
     pub bind_sm_enable: Option<Element>,
+    /// XEP-0386 §4 / XEP-0280 §4: an `<enable/>` of carbons inside the bind.
+    pub bind_carbons: bool,
     /// XEP-0509: the config version the client pipelined against.
     pub config_version: Option<String>,
     /// XEP-0484: what the client asks of FAST.
@@ -36,12 +38,12 @@ impl Authenticate {
                 .map(|t| t.text())
                 .filter(|t| !t.is_empty())
         });
-        let bind_sm_enable = el
-            .get_child("bind", ns::BIND2)
-            .and_then(|b| b.get_child("enable", ns::SM))
-            .cloned();
+        let bind_el = el.get_child("bind", ns::BIND2);
+        let bind_sm_enable = bind_el.and_then(|b| b.get_child("enable", ns::SM)).cloned();
+        let bind_carbons = bind_el.is_some_and(|b| b.get_child("enable", ns::CARBONS).is_some());
         Some(Authenticate {
             bind_sm_enable,
+            bind_carbons,
             mechanism: el.attr("mechanism")?.to_owned(),
             initial_response: el
                 .get_child("initial-response", ns::SASL2)
@@ -134,7 +136,8 @@ mod tests {
             .with_child(Element::new("user-agent", ns::SASL2).with_attr("id", "ua-1"))
             .with_child(
                 Element::new("bind", ns::BIND2)
-                    .with_child(Element::new("tag", ns::BIND2).with_text("phone")),
+                    .with_child(Element::new("tag", ns::BIND2).with_text("phone"))
+                    .with_child(Element::new("enable", ns::CARBONS)),
             )
             .with_child(Element::new("config-version", ns::IAP).with_attr("value", "v1"));
         let auth = Authenticate::parse(&el).unwrap();
@@ -142,7 +145,13 @@ mod tests {
         assert_eq!(auth.initial_response.as_deref(), Some("AGEAYg=="));
         assert_eq!(auth.user_agent.as_deref(), Some("ua-1"));
         assert_eq!(auth.bind, Some(Some("phone".into())));
+        assert!(auth.bind_carbons);
+        assert_eq!(auth.bind_sm_enable, None);
         assert_eq!(auth.config_version.as_deref(), Some("v1"));
+        let plain = Element::new("authenticate", ns::SASL2)
+            .with_attr("mechanism", "PLAIN")
+            .with_child(Element::new("bind", ns::BIND2));
+        assert!(!Authenticate::parse(&plain).unwrap().bind_carbons);
         let bare = Element::new("authenticate", ns::SASL2);
         assert_eq!(Authenticate::parse(&bare), None);
     }

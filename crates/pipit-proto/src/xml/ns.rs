@@ -39,3 +39,5 @@ pub const IAP: &str = "urn:xmpp:iap:0";
 pub const FAST: &str = "urn:xmpp:fast:0";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0280 Message Carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";

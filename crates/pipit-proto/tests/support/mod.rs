@@ -83,6 +83,8 @@ pub struct Log {
     pub credential_lookups: usize,
     pub authenticated: Vec<Jid>,
     pub bound: Vec<Jid>,
+    /// Resources bound with carbons asked for inline (XEP-0386 §4).
+    pub carbons: Vec<Jid>,
     pub stanzas: Vec<Element>,
     pub closed: Option<Option<String>>,
     /// FAST tokens issued: (key, mechanism, last count seen).
@@ -156,7 +158,11 @@ impl Harness {
                         .provide_credentials(known.then(|| credentials().clone()));
                 }
                 Event::Authenticated { jid, .. } => self.log.authenticated.push(jid),
-                Event::BindRequest { jid, resource } => {
+                Event::BindRequest {
+                    jid,
+                    resource,
+                    carbons,
+                } => {
                     let result = match resource {
                         Some(r) if self.taken_resources.contains(&r) => Err(StanzaError::Conflict),
                         Some(r) => jid.with_resource(&r).map_err(|_| StanzaError::BadRequest),
@@ -166,6 +172,9 @@ impl Harness {
                     };
                     if let Ok(full) = &result {
                         self.log.bound.push(full.clone());
+                        if carbons {
+                            self.log.carbons.push(full.clone());
+                        }
                     }
                     self.conn.complete_bind(result);
                 }
