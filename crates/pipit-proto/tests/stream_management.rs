@@ -225,9 +225,16 @@ fn the_feature_is_offered_once_authenticated() {
     pair.flight(Feed::Whole, "");
     pair.flight(Feed::Whole, &pipit_testkit::header(true));
     let before = pair.client.take_text();
-    // XEP-0198 §3: no <sm/> before authentication (Bind2 may name it as an inline
-    // feature, which is not an offer to enable it on this stream).
-    assert!(!before.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{before}");
+    // XEP-0198 §3: no <sm/> before authentication. SASL2 names it as an inline
+    // feature (a <resume/> may ride in <authenticate/>), and Bind2 as one it may
+    // enable: neither is an offer to enable it on this stream.
+    let sasl2 = before.find("<authentication").unwrap()..before.find("</authentication>").unwrap();
+    assert!(
+        before[sasl2.clone()].contains("<sm xmlns='urn:xmpp:sm:3'/></inline>"),
+        "{before}"
+    );
+    let outside = format!("{}{}", &before[..sasl2.start], &before[sasl2.end..]);
+    assert!(!outside.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{before}");
     let pair = login(server_config(ConflictPolicy::Replace), 1, "");
     assert!(
         pair.client.text.contains("<sm xmlns='urn:xmpp:sm:3'/>"),
@@ -628,5 +635,108 @@ fn resume_with_h_too_high_ends_the_stream_and_hands_the_session_back() {
             messages(3..=6),
             "for the driver to bounce"
         );
+    }
+}
+
+/// Header and a SASL2 PLAIN `<authenticate/>` carrying `inline` (XEP-0388 §2.3).
+fn sasl2_login(inline: &str) -> String {
+    use base64::Engine;
+    let initial = base64::engine::general_purpose::STANDARD.encode(
+        pipit_proto::sasl::plain_initial_response(None, "alice", PASSWORD),
+    );
+    format!(
+        "{}<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+         <initial-response>{initial}</initial-response>{inline}</authenticate>",
+        pipit_testkit::header(true)
+    )
+}
+
+/// A fresh Direct TLS connection with TLS up, and the first connection's session
+/// parked for it to find.
+fn direct_with_parked(template: &Parked, seed: u64) -> Pair {
+    let mut pair = Pair::new(server_config(ConflictPolicy::Replace), seed);
+    pair.flight(Feed::Whole, "");
+    pair.client.take_text();
+    pair.server.parked = Some(Parked {
+        id: template.id.clone(),
+        jid: template.jid.clone(),
+        sm: template.sm.clone(),
+    });
+    pair
+}
+
+#[test]
+fn sasl2_resumes_inline_and_ignores_bind2() {
+    // XEP-0198 §5 with SASL2: one flight authenticates and resumes; the Bind2
+    // request rides along as a fallback and is ignored once resumption works.
+    let template = first_connection();
+    let flight = format!(
+        "{}<message to='bob@localhost'><body>again</body></message><r xmlns='urn:xmpp:sm:3'/>",
+        sasl2_login(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{}' h='4'/>\
+             <bind xmlns='urn:xmpp:bind:0'><tag>laptop</tag></bind>",
+            template.id
+        ))
+    );
+    for feed in Feed::all(flight.len()) {
+        let mut pair = direct_with_parked(&template, 13);
+        pair.flight(feed, &flight);
+        let text = pair.client.take_text();
+        let success = format!(
+            "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost/phone\
+             </authorization-identifier><resumed xmlns='urn:xmpp:sm:3' previd='{}' h='2'/></success>",
+            template.id
+        );
+        assert!(text.contains(&success), "{feed:?}: {text}");
+        assert!(!text.contains("<bound"), "{feed:?}: {text}");
+        assert_eq!(bodies(&text), ["body 5", "body 6"], "{feed:?}: {text}");
+        assert!(text.find(&success).unwrap() < text.find("body 5").unwrap());
+        assert!(
+            text.ends_with("<a xmlns='urn:xmpp:sm:3' h='3'/>"),
+            "{feed:?}: {text}"
+        );
+        assert_eq!(pair.server.conn.jid(), Some(&template.jid));
+        assert_eq!(pair.server.routed.len(), 1, "{feed:?}");
+        assert_eq!(
+            pair.server.routed[0].attr("from"),
+            Some("alice@localhost/phone")
+        );
+        assert!(pair.server.enabled.is_empty(), "nothing enabled anew");
+    }
+}
+
+#[test]
+fn a_failed_sasl2_resumption_binds_a_fresh_session() {
+    let template = first_connection();
+    let cases = [
+        ("previd='nope' h='0'", "item-not-found"),
+        ("previd='ID'", "bad-request"),
+    ];
+    for (attrs, condition) in cases {
+        let flight = sasl2_login(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' {}/>\
+             <bind xmlns='urn:xmpp:bind:0'><tag>laptop</tag>{ENABLE_RESUME}</bind>",
+            attrs.replace("ID", &template.id)
+        ));
+        for feed in Feed::all(flight.len()) {
+            let mut pair = direct_with_parked(&template, 14);
+            pair.flight(feed, &flight);
+            let text = pair.client.take_text();
+            let failed = format!(
+                "<failed xmlns='urn:xmpp:sm:3'><{condition} \
+                 xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed></success>"
+            );
+            assert!(text.contains(&failed), "{feed:?}: {text}");
+            assert!(
+                text.contains("<authorization-identifier>alice@localhost/laptop"),
+                "{feed:?}: {text}"
+            );
+            assert!(
+                text.contains("<bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3'"),
+                "{feed:?}: {text}"
+            );
+            // The parked session is untouched: still there to resume.
+            assert!(pair.server.parked.is_some(), "{feed:?}");
+        }
     }
 }

@@ -868,7 +868,36 @@ impl ServerConnection {
     /// XEP-0388 §2.6.1: SASL2 success, with no stream restart: a FAST token if one
     /// was asked for, then inline Bind2 if asked for, then `<success/>`.
     fn sasl2_success(&mut self, jid: Jid, request: Authenticate, additional_data: Option<Vec<u8>>) {
-        let extra: Vec<Element> = self.issue_fast_token(&jid, &request).into_iter().collect();
+        let mut extra: Vec<Element> = self.issue_fast_token(&jid, &request).into_iter().collect();
+        // XEP-0198 §5 inline in SASL2: a resumption is tried before anything else;
+        // the `<success/>` waits for the driver's answer (`complete_resume`).
+        if let Some(resume) = &request.sm_resume {
+            match self.sm.check_resume(resume, &self.config.stream_management) {
+                Ok((previd, h)) => {
+                    let via = Via::Sasl2 {
+                        request: Box::new(request),
+                        additional_data,
+                        extra,
+                    };
+                    let event = self.sm.start_resume(jid.to_bare(), previd, h, via);
+                    self.events.push_back(event);
+                    self.state = State::Open;
+                    return;
+                }
+                Err(failed) => extra.push(failed),
+            }
+        }
+        self.sasl2_bind(jid, request, additional_data, extra);
+    }
+
+    /// The rest of a SASL2 success: inline Bind2 if asked for, else `<success/>`.
+    fn sasl2_bind(
+        &mut self,
+        jid: Jid,
+        request: Authenticate,
+        additional_data: Option<Vec<u8>>,
+        extra: Vec<Element>,
+    ) {
         match request.bind {
             Some(tag) => {
                 let sm_enable = request.bind_sm_enable.clone();
@@ -1271,14 +1300,43 @@ impl ServerConnection {
                 via: Via::Stream,
                 failed,
             } => self.write_element_in(&failed, ns::STREAM),
+            Resumption::Failed {
+                via:
+                    Via::Sasl2 {
+                        request,
+                        additional_data,
+                        mut extra,
+                    },
+                failed,
+            } => {
+                // The `<failed/>` goes inside `<success/>`, and Bind2 (if asked
+                // for) binds a fresh session.
+                extra.push(failed);
+                if let Some(jid) = self.authenticated.clone() {
+                    self.sasl2_bind(jid, *request, additional_data, extra);
+                }
+            }
             Resumption::Resumed {
-                via: Via::Stream,
+                via,
                 jid,
                 resumed,
                 resend,
             } => {
+                let answer = match via {
+                    Via::Stream => resumed,
+                    // XEP-0198 §5 inline: `<resumed/>` inside `<success/>`, whose
+                    // authorization identifier is the resumed full JID.
+                    Via::Sasl2 {
+                        additional_data,
+                        mut extra,
+                        ..
+                    } => {
+                        extra.push(resumed);
+                        sasl2::success(additional_data.as_deref(), &jid, None, extra)
+                    }
+                };
                 self.bound = Some(jid);
-                self.write_element_in(&resumed, ns::STREAM);
+                self.write_element_in(&answer, ns::STREAM);
                 // Already counted and queued: written again, not tracked again.
                 for stanza in &resend {
                     self.write_element_in(stanza, ns::CLIENT);

@@ -86,7 +86,10 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                                 ),
                         ),
                     )
-                    .with_child(crate::server::fast::feature(channel_bindings, zero_rtt)),
+                    .with_child(crate::server::fast::feature(channel_bindings, zero_rtt))
+                    // XEP-0198 §5 inline in SASL2: a `<resume/>` may ride in
+                    // `<authenticate/>`.
+                    .with_child(Element::new("sm", ns::SM)),
             );
             features.append_child(authentication);
             if !channel_bindings.is_empty() {

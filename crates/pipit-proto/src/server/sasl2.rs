@@ -24,6 +24,9 @@ pub(crate) struct Authenticate {
     pub bind_sm_enable: Option<Element>,
     /// XEP-0386 §4 / XEP-0280 §4: an `<enable/>` of carbons inside the bind.
     pub bind_carbons: bool,
+    /// XEP-0198 §5 inline in SASL2: a `<resume/>` of a detached session, tried
+    /// before any Bind2 request.
+    pub sm_resume: Option<Element>,
     /// XEP-0509: the config version the client pipelined against.
     pub config_version: Option<String>,
     /// XEP-0484: what the client asks of FAST.
@@ -44,6 +47,7 @@ impl Authenticate {
         Some(Authenticate {
             bind_sm_enable,
             bind_carbons,
+            sm_resume: el.get_child("resume", ns::SM).cloned(),
             mechanism: el.attr("mechanism")?.to_owned(),
             initial_response: el
                 .get_child("initial-response", ns::SASL2)

@@ -37,8 +37,8 @@
 //! - An `<enable/>` inside the Bind2 request: once bound, `ServerConnection::enable_sm`
 //!   (crate-private) returns the `<enabled/>` for `<bound/>` and queues the same
 //!   [`Event::StreamManagementEnabled`] a top-level `<enable/>` does.
-//! - A `<resume/>` inside `<authenticate/>`: after SASL success, `Link::request_resume`
-//!   with a `Via` that says where the answer goes; the driver answers the
+//! - A `<resume/>` inside `<authenticate/>`: after SASL success, `Link::check_resume`
+//!   and `Link::start_resume` with a `Via` that says where the answer goes; the driver answers the
 //!   [`Event::ResumeRequest`] with `complete_resume` as usual, whose `match` on
 //!   `Via` then builds the `<success/>` holding `<resumed/>` (or `<failed/>`, and
 //!   Bind2 goes ahead).
@@ -49,6 +49,7 @@ use crate::error::StreamError;
 use crate::jid::Jid;
 use crate::random::Random;
 use crate::server::Event;
+use crate::server::sasl2::Authenticate;
 use crate::stanza::is_stanza;
 use crate::xml::{Element, ns};
 
@@ -330,6 +331,14 @@ pub fn parse_resume(el: &Element) -> Option<(String, u32)> {
 pub(crate) enum Via {
     /// A top-level `<resume/>` (§5): answered with `<resumed/>` or `<failed/>`.
     Stream,
+    /// A `<resume/>` inside SASL2's `<authenticate/>`: the `<success/>` waits for
+    /// the answer, so what it will carry waits here. On failure the request's
+    /// Bind2 goes ahead; on success it is ignored (a resumed session is bound).
+    Sasl2 {
+        request: Box<Authenticate>,
+        additional_data: Option<Vec<u8>>,
+        extra: Vec<Element>,
+    },
 }
 
 /// A `<resume/>` waiting for the driver's registry lookup.
@@ -504,15 +513,13 @@ impl Link {
                     Some(jid) if !session.bound => jid,
                     _ => return Ok(Reply::write(failed(Failure::UnexpectedRequest))),
                 };
-                Ok(
-                    match self.request_resume(el, jid, Via::Stream, session.config) {
-                        Ok(event) => Reply {
-                            write: None,
-                            event: Some(event),
-                        },
-                        Err(failed) => Reply::write(failed),
+                Ok(match self.check_resume(el, session.config) {
+                    Ok((previd, h)) => Reply {
+                        write: None,
+                        event: Some(self.start_resume(jid.to_bare(), previd, h, Via::Stream)),
                     },
-                )
+                    Err(failed) => Reply::write(failed),
+                })
             }
             "r" => match &self.state {
                 // §4: answered at once with the count handled so far.
@@ -542,26 +549,19 @@ impl Link {
         }
     }
 
-    /// Checks a `<resume/>` (top-level, or inline in SASL2's `<authenticate/>`) from
-    /// the authenticated, unbound `jid` and starts the resumption: `Ok` is the event
-    /// for the driver (input is held until it answers), `Err` the `<failed/>` to
-    /// send. Resumption happens once, without SM already on (§5); it is off when
-    /// the timeout is 0 (`feature-not-implemented`); `previd` and `h` are required.
-    pub fn request_resume(
-        &mut self,
-        el: &Element,
-        jid: &Jid,
-        via: Via,
-        config: &SmConfig,
-    ) -> Result<Event, Element> {
+    /// Checks a `<resume/>` (top-level, or inline in SASL2's `<authenticate/>`)
+    /// from an authenticated, unbound client: `Ok` is its `previd` and `h`, to
+    /// [`start_resume`](Self::start_resume) with; `Err` the `<failed/>` to send.
+    /// Resumption happens once, without SM already on (§5); it is off when the
+    /// timeout is 0 (`feature-not-implemented`); `previd` and `h` are required.
+    pub fn check_resume(&self, el: &Element, config: &SmConfig) -> Result<(String, u32), Element> {
         if self.state.is_some() || self.pending.is_some() {
             return Err(failed(Failure::UnexpectedRequest));
         }
         if config.resume_timeout_secs == 0 {
             return Err(failed(Failure::FeatureNotImplemented));
         }
-        let (previd, h) = parse_resume(el).ok_or(failed(Failure::BadRequest))?;
-        Ok(self.start_resume(jid.to_bare(), previd, h, via))
+        parse_resume(el).ok_or(failed(Failure::BadRequest))
     }
 
     /// Starts a resumption: the returned event asks the driver for the session
