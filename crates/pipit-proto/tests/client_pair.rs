@@ -4,7 +4,7 @@
 mod support;
 
 use pipit_proto::client::{
-    ClientConfig, ClientConnection, ClientError, ClientEvent, KnownServer, Mode,
+    ClientConfig, ClientConnection, ClientError, ClientEvent, KnownServer, Mode, SmSession,
 };
 use pipit_proto::jid::Jid;
 use pipit_proto::random::SeededRandom;
@@ -22,6 +22,18 @@ struct Run {
     to_stanza: usize,
     learned: KnownServer,
     mechanism: Option<&'static str>,
+    /// The login resumed a detached session (XEP-0198 §5).
+    sm_resumed: bool,
+    /// The session as the client left it, to resume later.
+    sm_session: Option<SmSession>,
+}
+
+/// What outlives one connection on the server: the FAST token store, and the
+/// session the connection left detached when it dropped.
+#[derive(Default)]
+struct Carry {
+    tokens: Vec<([u8; 32], String, u64)>,
+    parked: Option<Parked>,
 }
 
 fn config(
@@ -55,13 +67,27 @@ fn run_in(
     feed: Feed,
     tokens: &mut Vec<([u8; 32], String, u64)>,
 ) -> Result<Run, ClientError> {
+    let mut carry = Carry {
+        tokens: std::mem::take(tokens),
+        parked: None,
+    };
+    let run = run_carrying(config, feed, &mut carry);
+    *tokens = carry.tokens;
+    run
+}
+
+/// As [`run`], with the server's state carried over from connection to connection;
+/// once the self-message is back the connection drops, leaving the session
+/// detached when it is resumable.
+fn run_carrying(config: ClientConfig, feed: Feed, carry: &mut Carry) -> Result<Run, ClientError> {
     let listener = if config.mode.direct_tls() {
         Listener::DirectTls
     } else {
         Listener::StartTls
     };
     let mut server = Harness::new(listener, ConflictPolicy::Replace, feed);
-    server.log.fast_tokens = std::mem::take(tokens);
+    server.log.fast_tokens = std::mem::take(&mut carry.tokens);
+    server.log.parked = carry.parked.take();
     let mut client = ClientConnection::new(config, Box::new(SeededRandom::new(3)))?;
     let me = Element::new("message", ns::CLIENT)
         .with_attr("to", "alice@localhost")
@@ -90,16 +116,21 @@ fn run_in(
                     to_bound = Some(round_trips);
                 }
                 ClientEvent::Stanza(s) if s.get_child("body", ns::CLIENT).is_some() => {
-                    *tokens = std::mem::take(&mut server.log.fast_tokens);
+                    server.drop_connection();
+                    carry.tokens = std::mem::take(&mut server.log.fast_tokens);
+                    carry.parked = server.log.parked.take();
                     return Ok(Run {
                         to_bound: to_bound.expect("bound before stanzas"),
                         to_stanza: round_trips,
                         learned: client.learned().clone(),
                         mechanism: client.mechanism(),
+                        sm_resumed: client.sm_resumed(),
+                        sm_session: client.sm_session(),
                     });
                 }
                 ClientEvent::Closed { error } => {
-                    *tokens = std::mem::take(&mut server.log.fast_tokens);
+                    carry.tokens = std::mem::take(&mut server.log.fast_tokens);
+                    carry.parked = server.log.parked.take();
                     return Err(error.expect("closed with a reason"));
                 }
                 _ => {}
@@ -369,4 +400,98 @@ fn a_token_is_no_good_for_another_mechanism_or_after_it_is_gone() {
         )
         .is_err()
     );
+}
+
+/// A SASL2 login that enables stream management inline and drops its connection
+/// once the self-message is back: the server keeps the session detached.
+fn detached(carry: &mut Carry) -> KnownServer {
+    let cache = known(Some(Mechanism::Plain));
+    let first = run_carrying(
+        config(Mode::Sasl2, Some(Mechanism::Plain), Some(cache), PASSWORD),
+        Feed::Whole,
+        carry,
+    )
+    .unwrap();
+    assert!(first.learned.sm_inline && first.learned.sm_resume_inline);
+    let session = first.sm_session.clone().expect("resumption granted");
+    // The self-message is the one stanza handled from the server.
+    assert_eq!(session.h, 1);
+    assert!(carry.parked.is_some(), "the dropped session waits");
+    KnownServer {
+        sm_session: Some(session),
+        ..first.learned
+    }
+}
+
+#[test]
+fn sm_resume_takes_the_session_back_in_the_sasl2_round_trips() {
+    let mut base = Carry::default();
+    let learned = detached(&mut base);
+    let parked_jid = base.parked.as_ref().unwrap().jid.clone();
+    // With the password (no token cached): as sasl2, 3 round trips.
+    let password_only = KnownServer {
+        fast_token: None,
+        ..learned.clone()
+    };
+    // With the token: as fast, 3 round trips, and no password.
+    for (known, password, mechanism, name) in [
+        (password_only, PASSWORD, Some(Mechanism::Plain), "PLAIN"),
+        (learned.clone(), "", None, "HT-SHA-256-ENDP"),
+    ] {
+        for feed in Feed::all(1400) {
+            let mut carry = Carry {
+                tokens: base.tokens.clone(),
+                parked: base.parked.as_ref().map(|p| Parked {
+                    id: p.id.clone(),
+                    jid: p.jid.clone(),
+                    sm: p.sm.clone(),
+                }),
+            };
+            let got = run_carrying(
+                config(Mode::SmResume, mechanism, Some(known.clone()), password),
+                feed,
+                &mut carry,
+            )
+            .unwrap();
+            assert_eq!((got.to_bound, got.to_stanza), (3, 3), "{name} {feed:?}");
+            assert!(got.sm_resumed, "{name} {feed:?}");
+            assert_eq!(got.mechanism, Some(name));
+            // Same SM-ID, and h counts on from the first connection's 1.
+            let session = got.sm_session.expect("still resumable");
+            assert_eq!(session.id, learned.sm_session.as_ref().unwrap().id);
+            assert_eq!(session.h, 2, "{feed:?}");
+            // The old binding carries on, and is parked again.
+            assert_eq!(carry.parked.map(|p| p.jid), Some(parked_jid.clone()));
+        }
+    }
+}
+
+#[test]
+fn sm_resume_of_an_unknown_session_binds_a_fresh_one() {
+    let mut carry = Carry::default();
+    let learned = detached(&mut carry);
+    carry.parked = None;
+    let got = run_carrying(
+        config(Mode::SmResume, None, Some(learned.clone()), ""),
+        Feed::Whole,
+        &mut carry,
+    )
+    .unwrap();
+    // Bind2 rode along as the fallback: no extra round trip.
+    assert_eq!(got.to_bound, 3);
+    assert!(!got.sm_resumed);
+    let fresh = got.sm_session.expect("enabled anew");
+    assert_ne!(Some(&fresh.id), learned.sm_session.as_ref().map(|s| &s.id));
+    assert_eq!(fresh.h, 1);
+}
+
+#[test]
+fn sm_resume_without_a_saved_session_says_so() {
+    let learned = known(Some(Mechanism::Plain));
+    let error = run(
+        config(Mode::SmResume, None, Some(learned), PASSWORD),
+        Feed::Whole,
+    )
+    .err();
+    assert_eq!(error, Some(ClientError::NoSmSession));
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
+use crate::client::sm::SmSession;
 use crate::jid::Jid;
 use crate::sasl::Mechanism;
 
@@ -31,12 +32,18 @@ pub enum Mode {
     /// that said `tls-0rtt` (XEP-0484 §3.1). Stanzas wait for the handshake. Without
     /// those grounds, or when the server refuses the early data, it is `Fast`.
     Fast0Rtt,
+    /// XEP-0198 resumption inline in SASL2: the `<resume/>` of a session an
+    /// earlier login left detached rides in `<authenticate/>`, with a Bind2
+    /// request as the fallback. Authenticates as `Fast0Rtt` does where it can
+    /// (early data, else a token), else with the password as `Sasl2`.
+    SmResume,
 }
 
 impl Mode {
     /// Every mode, in the order `--mode all` runs them.
-    /// `Fast0Rtt` last: the logins before it leave the token and the session ticket.
-    pub const ALL: [Mode; 7] = [
+    /// `Fast0Rtt` late: the logins before it leave the token and the session
+    /// ticket; `SmResume` last, resuming the session `Fast0Rtt` leaves detached.
+    pub const ALL: [Mode; 8] = [
         Mode::Lockstep,
         Mode::Pipelined,
         Mode::Stunt,
@@ -44,6 +51,7 @@ impl Mode {
         Mode::Sasl2,
         Mode::Fast,
         Mode::Fast0Rtt,
+        Mode::SmResume,
     ];
 
     /// The name used on the command line and in reports.
@@ -56,6 +64,7 @@ impl Mode {
             Mode::Sasl2 => "sasl2",
             Mode::Fast => "fast",
             Mode::Fast0Rtt => "fast-0rtt",
+            Mode::SmResume => "sm-resume",
         }
     }
 
@@ -68,13 +77,16 @@ impl Mode {
     pub fn direct_tls(self) -> bool {
         matches!(
             self,
-            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt
+            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt | Mode::SmResume
         )
     }
 
     /// Whether the login speaks SASL2 rather than RFC 6120 SASL.
     pub fn sasl2(self) -> bool {
-        matches!(self, Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt)
+        matches!(
+            self,
+            Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt | Mode::SmResume
+        )
     }
 
     /// Whether the login authenticates with a FAST token rather than the password.
@@ -107,6 +119,12 @@ pub struct KnownServer {
     /// last handshake: a 0-RTT login binds its FAST token to it before the resumed
     /// handshake (which does not send the certificate again) has even begun.
     pub end_point_hash: Option<Vec<u8>>,
+    /// Bind2 takes an inline `<enable/>` of stream management (XEP-0386 §4).
+    pub sm_inline: bool,
+    /// SASL2 takes an inline `<resume/>` (XEP-0198 §5 with XEP-0388).
+    pub sm_resume_inline: bool,
+    /// The resumable session the last login left, if any (XEP-0198 §5).
+    pub sm_session: Option<SmSession>,
 }
 
 /// A FAST token (XEP-0484 §3.3): a secret as good as the password for one mechanism,

@@ -7,12 +7,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::client::config::{ClientConfig, FastToken, KnownServer, Mode};
 use crate::client::error::ClientError;
+use crate::client::sm::{ClientSm, SmSession};
 use crate::jid::Jid;
 use crate::random::Random;
 use crate::sasl::{
     ChannelBindingType, HtMechanism, Mechanism, ScramClient, ht_initial_response, ht_verify_server,
     plain_initial_response,
 };
+use crate::stanza::is_stanza;
 use crate::transport::{TlsInfo, Transport};
 use crate::xml::{Element, StreamEvent, StreamParser, escape_attr_value, ns};
 
@@ -103,6 +105,8 @@ pub struct ClientConnection {
     early: Option<Sasl>,
     /// The server took the login sent as early data.
     early_accepted: bool,
+    /// XEP-0198, asked for inline with the login.
+    sm: ClientSm,
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
 }
@@ -125,16 +129,20 @@ impl ClientConnection {
             token_requested: None,
             early: None,
             early_accepted: false,
+            sm: ClientSm::default(),
             out: Vec::new(),
             events: VecDeque::new(),
             config,
             random,
         };
+        if conn.config.mode == Mode::SmResume && conn.resumable().is_none() {
+            return Err(ClientError::NoSmSession);
+        }
         match conn.config.mode {
-            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt => {
+            Mode::Direct | Mode::Sasl2 | Mode::Fast | Mode::Fast0Rtt | Mode::SmResume => {
                 conn.transport = conn.new_tls()?;
                 conn.state = State::TlsHandshake;
-                if conn.config.mode == Mode::Fast0Rtt {
+                if matches!(conn.config.mode, Mode::Fast0Rtt | Mode::SmResume) {
                     conn.send_early_login();
                 }
             }
@@ -193,6 +201,7 @@ impl ClientConnection {
         }
         if self.is_bound() || (self.sent_bind && self.config.mode != Mode::Lockstep) {
             self.write(&stanza.to_bytes(ns::CLIENT));
+            self.sm.sent(stanza);
             self.transport.flush(&mut self.out);
         } else {
             self.queued.push(stanza.clone());
@@ -236,6 +245,36 @@ impl ClientConnection {
     /// What this login learned about the server, to cache for the next one.
     pub fn learned(&self) -> &KnownServer {
         &self.learned
+    }
+
+    /// Writes `<r/>` when stream management is on (XEP-0198 §4): before leaving a
+    /// session to resume later, so that nothing sent is left unconfirmed.
+    pub fn request_ack(&mut self) {
+        if let (Some(r), false) = (self.sm.request(), self.is_closed()) {
+            self.write(&r.to_bytes(ns::STREAM));
+            self.transport.flush(&mut self.out);
+        }
+    }
+
+    /// Stanzas sent that the server has not acknowledged (XEP-0198 §4).
+    pub fn unacked(&self) -> usize {
+        self.sm.unacked()
+    }
+
+    /// The session as it stands, to resume later, when the server granted
+    /// resumption (XEP-0198 §5).
+    pub fn sm_session(&self) -> Option<SmSession> {
+        self.sm.session()
+    }
+
+    /// Whether this login resumed an earlier session rather than binding anew.
+    pub fn sm_resumed(&self) -> bool {
+        self.sm.resumed()
+    }
+
+    /// The session an `sm-resume` login asks back: the one the cache holds.
+    fn resumable(&self) -> Option<SmSession> {
+        self.config.known.as_ref()?.sm_session.clone()
     }
 
     fn new_tls(&self) -> Result<Transport, ClientError> {
@@ -301,7 +340,16 @@ impl ClientConnection {
             {
                 self.bind_result(&el)
             }
+            (ns::SM, _) => {
+                if let Some(answer) = self.sm.handle(&el) {
+                    self.write(&answer.to_bytes(ns::STREAM));
+                }
+                Ok(())
+            }
             _ if matches!(self.state, State::Bound) => {
+                if is_stanza(&el) {
+                    self.sm.received();
+                }
                 self.events.push_back(ClientEvent::Stanza(el));
                 Ok(())
             }
@@ -369,6 +417,13 @@ impl ClientConnection {
             .and_then(|i| i.get_child("fast", ns::FAST))
             .and_then(|f| f.attr("tls-0rtt"))
             .is_some_and(|v| v == "true" || v == "1");
+        let sasl2_inline = sasl2.and_then(|a| a.get_child("inline", ns::SASL2));
+        self.learned.sm_resume_inline =
+            sasl2_inline.is_some_and(|i| i.get_child("sm", ns::SM).is_some());
+        self.learned.sm_inline = sasl2_inline
+            .and_then(|i| i.get_child("bind", ns::BIND2))
+            .and_then(|b| b.get_child("inline", ns::BIND2))
+            .is_some_and(|i| i.children().any(|f| f.attr("var") == Some(ns::SM)));
         self.learned.config_version = features
             .get_child("config-version", ns::IAP)
             .and_then(|c| c.attr("value"))
@@ -495,7 +550,7 @@ impl ClientConnection {
     /// Sends `<auth/>` with the chosen mechanism (RFC 6120 §6.4.2), and with PLAIN
     /// on known ground, the restart and bind behind it.
     fn authenticate(&mut self) -> Result<(), ClientError> {
-        if self.config.mode.fast() {
+        if self.config.mode.fast() || (self.config.mode == Mode::SmResume && self.has_token()) {
             return self.authenticate_fast();
         }
         let mechanism = self.choose_mechanism()?;
@@ -571,10 +626,28 @@ impl ClientConnection {
                     .with_child(Element::new("software", ns::SASL2).with_text("pipit")),
             );
         }
-        auth.append_child(
-            Element::new("bind", ns::BIND2)
-                .with_child(Element::new("tag", ns::BIND2).with_text(self.config.resource.clone())),
-        );
+        // XEP-0198 §5 inline: resume the session an earlier login left, the Bind2
+        // request below being the fallback should that fail.
+        let resume = (self.config.mode == Mode::SmResume && self.learned.sm_resume_inline)
+            .then(|| self.resumable())
+            .flatten();
+        if let Some(session) = &resume {
+            auth.append_child(
+                Element::new("resume", ns::SM)
+                    .with_attr("previd", session.id.clone())
+                    .with_attr("h", session.h.to_string()),
+            );
+        }
+        let mut bind = Element::new("bind", ns::BIND2)
+            .with_child(Element::new("tag", ns::BIND2).with_text(self.config.resource.clone()));
+        // XEP-0386 §4: stream management with the bind, at no extra round trip.
+        if self.learned.sm_inline {
+            bind.append_child(Element::new("enable", ns::SM).with_attr("resume", "true"));
+        }
+        if resume.is_some() || self.learned.sm_inline {
+            self.sm.requested(resume);
+        }
+        auth.append_child(bind);
         // XEP-0484 §3.2: ask for a token (or a fresh one, rotating it) whenever the
         // server offers FAST; a channel-bound mechanism where one can be used.
         self.token_requested = self.token_mechanism();
@@ -626,6 +699,16 @@ impl ClientConnection {
         } else {
             self.transport.peer_end_point_hash()
         }
+    }
+
+    /// Whether a FAST token is at hand: one this login got, or the cache's.
+    fn has_token(&self) -> bool {
+        self.learned.fast_token.is_some()
+            || self
+                .config
+                .known
+                .as_ref()
+                .is_some_and(|k| k.fast_token.is_some())
     }
 
     /// XEP-0484 §3.4: authenticate with the cached token, one message, a count that
@@ -803,7 +886,9 @@ impl ClientConnection {
             .get_child("authorization-identifier", ns::SASL2)
             .and_then(|i| Jid::parse(&i.text()).ok())
             .ok_or_else(|| ClientError::Unexpected("success without an identity".into()))?;
-        if el.get_child("bound", ns::BIND2).is_some() {
+        self.sm.success(el);
+        self.learned.sm_session = self.sm.session();
+        if el.get_child("bound", ns::BIND2).is_some() || self.sm.resumed() {
             self.state = State::Bound;
             self.flush_queued();
             self.in_flight.clear();
@@ -854,6 +939,7 @@ impl ClientConnection {
     fn flush_queued(&mut self) {
         for stanza in std::mem::take(&mut self.queued) {
             self.write(&stanza.to_bytes(ns::CLIENT));
+            self.sm.sent(&stanza);
             if !self.is_bound() {
                 // Pipelined ahead of the login: kept until it is known to have
                 // landed, since a refused login takes them down with it.

@@ -22,6 +22,11 @@ pub enum ClientError {
     /// A FAST login needs a token, and no earlier login got one from this server.
     #[error("no FAST token for this server: log in once with sasl2 first")]
     NoFastToken,
+    /// An `sm-resume` login needs a session an earlier login left resumable.
+    #[error(
+        "no resumable session saved for this server: log in with SASL2 and leave the session detached first"
+    )]
+    NoSmSession,
     /// Authentication failed with this RFC 6120 §6.5 condition.
     #[error("authentication failed: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     AuthFailed {

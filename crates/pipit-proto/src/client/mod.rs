@@ -5,7 +5,9 @@
 mod config;
 mod connection;
 mod error;
+mod sm;
 
 pub use config::{ClientConfig, FastToken, KnownServer, Mode};
 pub use connection::{ClientConnection, ClientEvent};
 pub use error::ClientError;
+pub use sm::SmSession;

@@ -11,6 +11,7 @@ use pipit_proto::random::SeededRandom;
 use pipit_proto::sasl::StoredCredentials;
 use pipit_proto::server::{
     ConflictPolicy, Event, FastTokenRecord, Listener, ServerConfig, ServerConnection,
+    StreamManagement,
 };
 use pipit_proto::stanza::StanzaError;
 use pipit_proto::xml::{Element, Limits};
@@ -92,6 +93,18 @@ pub struct Log {
     pub fast_replays_refused: usize,
     /// FAST token lookups: FAST authentications the core acted on.
     pub fast_lookups: usize,
+    /// The session a dropped connection left for resumption (XEP-0198 §5).
+    pub parked: Option<Parked>,
+    /// Resumption requests, and whether each found its session.
+    pub resumptions: Vec<bool>,
+}
+
+/// A detached session: its SM-ID, full JID and stream management state.
+#[derive(Debug)]
+pub struct Parked {
+    pub id: String,
+    pub jid: Jid,
+    pub sm: StreamManagement,
 }
 
 /// The server core and a minimal driver: accounts `alice` and `bob`, binding that
@@ -133,6 +146,18 @@ impl Harness {
             log: Log::default(),
             taken_resources: Vec::new(),
             feed,
+        }
+    }
+
+    /// The connection drops (no closing tag): a resumable session is parked.
+    pub fn drop_connection(&mut self) {
+        self.conn.handle_eof();
+        self.drive();
+        if self.conn.can_resume() {
+            let jid = self.conn.jid().cloned().unwrap();
+            let sm = self.conn.take_stream_management().unwrap();
+            let id = sm.resume_id().unwrap().to_owned();
+            self.log.parked = Some(Parked { id, jid, sm });
         }
     }
 
@@ -223,6 +248,16 @@ impl Harness {
                 }
                 Event::RevokeFastToken { key, .. } => {
                     self.log.fast_tokens.retain(|t| t.0 != key);
+                }
+                Event::ResumeRequest { jid, previd } => {
+                    // The registry's rule: the same SM-ID, and the same account.
+                    let found = self
+                        .log
+                        .parked
+                        .take_if(|p| p.id == previd && p.jid.to_bare() == jid)
+                        .map(|p| (p.jid, p.sm));
+                    self.log.resumptions.push(found.is_some());
+                    self.conn.complete_resume(found);
                 }
                 Event::Closed { error } => {
                     self.log.closed = Some(error.map(|e| e.to_string()));
