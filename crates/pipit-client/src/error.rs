@@ -40,6 +40,10 @@ pub enum Error {
     /// The session is closed; nothing more can be sent.
     #[error("the session is closed")]
     Closed,
+    /// The session cannot be left to resume later: the server did not grant
+    /// XEP-0198 resumption (it needs SASL2 with Bind2 and stream management).
+    #[error("the server did not grant stream resumption (XEP-0198) for this session")]
+    NotResumable,
     /// The TLS settings are unusable (an unreadable CA file, a bad certificate).
     #[error("TLS settings: {0}")]
     TlsSettings(String),

@@ -50,7 +50,7 @@ pub mod tls;
 
 pub use error::Error;
 pub use options::LoginOptions;
-pub use pipit_proto::client::{ClientError, KnownServer, Mode};
+pub use pipit_proto::client::{ClientError, KnownServer, Mode, SmSession};
 pub use pipit_proto::jid::Jid;
 pub use pipit_proto::sasl::Mechanism;
 pub use session::{Report, Session};

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pipit_proto::client::{ClientConnection, ClientError, ClientEvent, Mode};
+use pipit_proto::client::{ClientConnection, ClientError, ClientEvent, Mode, SmSession};
 use pipit_proto::jid::Jid;
 use pipit_proto::random::Random;
 use pipit_proto::xml::Element;
@@ -17,6 +17,7 @@ use tokio::time::timeout_at;
 use crate::error::Error;
 use crate::options::LoginOptions;
 use crate::relay::Relay;
+use crate::state::State;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 64 * 1024;
@@ -47,6 +48,9 @@ pub struct Report {
     /// Whether the login pipelined authentication on the grounds of an earlier
     /// success (DESIGN.md rule 9).
     pub pipelined: bool,
+    /// Whether the login resumed a detached session (XEP-0198 §5) rather than
+    /// binding a new one.
+    pub sm_resumed: bool,
 }
 
 /// A bound, usable session.
@@ -68,6 +72,10 @@ pub struct Session {
     /// The stream is over; the error, if it ended badly and nobody was told yet.
     closed: Option<Option<ClientError>>,
     buf: Vec<u8>,
+    /// Where the session is recorded when it is left to resume or ends: the
+    /// state, and the server address and account it is kept under.
+    state: State,
+    server: String,
     /// Kept alive as long as the connection through it.
     _relay: Option<Relay>,
 }
@@ -135,6 +143,7 @@ impl Session {
                 early_data: false,
                 mechanism: None,
                 pipelined,
+                sm_resumed: false,
             },
             started,
             timeout: options.timeout,
@@ -143,6 +152,8 @@ impl Session {
             last_read: started,
             closed: None,
             buf: vec![0u8; READ_SIZE],
+            state: options.state.clone(),
+            server: options.server.clone(),
             _relay: relay,
         };
         // The client speaks first (DESIGN.md rule 1).
@@ -173,6 +184,7 @@ impl Session {
         }
         session.report.mechanism = session.conn.0.mechanism();
         session.report.early_data = session.conn.0.early_data_accepted();
+        session.report.sm_resumed = session.conn.0.sm_resumed();
         Ok(session)
     }
 
@@ -225,9 +237,40 @@ impl Session {
         self.last_arrival
     }
 
+    /// Leaves the session for a later `sm-resume` login (XEP-0198 §5): asks the
+    /// server to acknowledge everything sent and waits until it has, so that no
+    /// stanza depends on this process any more; records the SM-ID and the count
+    /// of stanzas handled in the state; then drops the connection without closing
+    /// the stream, since a closed stream ends the session for good (§7).
+    pub async fn detach(mut self) -> Result<SmSession, Error> {
+        if self.conn.0.sm_session().is_none() {
+            return Err(Error::NotResumable);
+        }
+        self.conn.0.request_ack();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.flush(deadline).await?;
+        while self.conn.0.unacked() > 0 {
+            if let Some(error) = self.closed.take() {
+                return Err(error.unwrap_or(ClientError::ConnectionClosed).into());
+            }
+            self.read(deadline, self.timeout).await?;
+            self.drain_events();
+            self.flush(deadline).await?;
+        }
+        let session = self.conn.0.sm_session().ok_or(Error::NotResumable)?;
+        self.state
+            .remember_session(&self.server, &self.report.jid, Some(session.clone()))?;
+        Ok(session)
+    }
+
     /// Ends the stream (RFC 6120 §4.4): the closing tag and TLS close_notify, then
-    /// waits briefly for the server to close its side.
+    /// waits briefly for the server to close its side. The session is over, so
+    /// the state no longer offers it for resumption.
     pub async fn close(mut self) -> Result<(), Error> {
+        if self.conn.0.sm_session().is_some() {
+            self.state
+                .remember_session(&self.server, &self.report.jid, None)?;
+        }
         if self.conn.0.is_closed() {
             return Ok(());
         }
@@ -347,9 +390,7 @@ async fn connect(
     })
 }
 
-/// The mechanism the core picked: the one configured, or the strongest offered
-/// that can be used (channel binding only with `tls-exporter` on TLS 1.3). This
-/// mirrors the core's own rule, which it does not expose.
+/// The report's name of a TLS version.
 fn version_name(version: ProtocolVersion) -> String {
     match version {
         ProtocolVersion::TLSv1_3 => "TLS 1.3".into(),

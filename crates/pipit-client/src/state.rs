@@ -4,14 +4,16 @@
 //! The file holds the server's SASL mechanisms, its channel-binding types, whether
 //! these credentials succeeded there, the XEP-0509 config version, the FAST token
 //! (XEP-0484) the server issued and whether it takes one in TLS 1.3 early data, and
-//! the hash of the server's certificate (RFC 5929 `tls-server-end-point`); it is
+//! the hash of the server's certificate (RFC 5929 `tls-server-end-point`), what
+//! stream management the server takes inline and the session a login left
+//! resumable (XEP-0198 §5: its SM-ID and count, no stanza content); it is
 //! written readable by its owner only. Never the password, and never a TLS session
 //! ticket (see [`crate::tls`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pipit_proto::client::{FastToken, KnownServer};
+use pipit_proto::client::{FastToken, KnownServer, SmSession};
 use pipit_proto::jid::Jid;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +79,21 @@ struct Entry {
     /// RFC 5929 `tls-server-end-point` data of the server's certificate, in hex.
     #[serde(default)]
     end_point_hash: Option<String>,
+    /// Bind2 takes an inline stream management `<enable/>` (XEP-0386 §4).
+    #[serde(default)]
+    sm_inline: bool,
+    /// SASL2 takes an inline `<resume/>` (XEP-0198 §5).
+    #[serde(default)]
+    sm_resume_inline: bool,
+    /// The session a login left detached for resumption.
+    #[serde(default)]
+    sm_session: Option<StoredSmSession>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredSmSession {
+    id: String,
+    h: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +153,12 @@ impl State {
                 }),
                 fast_zero_rtt: e.fast_zero_rtt,
                 end_point_hash: e.end_point_hash.as_deref().and_then(from_hex),
+                sm_inline: e.sm_inline,
+                sm_resume_inline: e.sm_resume_inline,
+                sm_session: e.sm_session.as_ref().map(|s| SmSession {
+                    id: s.id.clone(),
+                    h: s.h,
+                }),
             })
     }
 
@@ -157,6 +180,12 @@ impl State {
             }),
             fast_zero_rtt: known.fast_zero_rtt,
             end_point_hash: known.end_point_hash.as_deref().map(to_hex),
+            sm_inline: known.sm_inline,
+            sm_resume_inline: known.sm_resume_inline,
+            sm_session: known.sm_session.as_ref().map(|s| StoredSmSession {
+                id: s.id.clone(),
+                h: s.h,
+            }),
         };
         let mut inner = self.lock();
         let servers = &mut inner.file.servers;
@@ -185,6 +214,28 @@ impl State {
         inner.file.user_agent = Some(id.clone());
         // Saved with the next successful login.
         id
+    }
+
+    /// Records the session this login leaves: detached and resumable (`Some`), or
+    /// over (`None`), and saves the file.
+    pub fn remember_session(
+        &self,
+        server: &str,
+        jid: &Jid,
+        session: Option<SmSession>,
+    ) -> Result<(), Error> {
+        let jid = jid.to_bare().to_string();
+        let mut inner = self.lock();
+        let Some(entry) = inner
+            .file
+            .servers
+            .iter_mut()
+            .find(|e| e.server == server && e.jid == jid)
+        else {
+            return Ok(());
+        };
+        entry.sm_session = session.map(|s| StoredSmSession { id: s.id, h: s.h });
+        inner.save()
     }
 
     /// The credentials failed: no longer grounds to pipeline (rule 9). The server
@@ -302,6 +353,12 @@ mod tests {
             fast_token: None,
             fast_zero_rtt: true,
             end_point_hash: Some(vec![0x00, 0xab, 0xff]),
+            sm_inline: true,
+            sm_resume_inline: true,
+            sm_session: Some(SmSession {
+                id: "sm-1".into(),
+                h: 7,
+            }),
         }
     }
 
@@ -333,6 +390,29 @@ mod tests {
         // A full JID finds its account's facts.
         let phone = alice().with_resource("phone").unwrap();
         assert_eq!(again.known("example.org:5222", &phone), Some(facts()));
+    }
+
+    #[test]
+    fn the_session_left_is_replaced_or_cleared() {
+        let state = State::in_memory();
+        state
+            .remember("example.org:5222", &alice(), &facts())
+            .unwrap();
+        let later = SmSession {
+            id: "sm-1".into(),
+            h: 12,
+        };
+        state
+            .remember_session("example.org:5222", &alice(), Some(later.clone()))
+            .unwrap();
+        let known = state.known("example.org:5222", &alice()).unwrap();
+        assert_eq!(known.sm_session, Some(later));
+        state
+            .remember_session("example.org:5222", &alice(), None)
+            .unwrap();
+        let known = state.known("example.org:5222", &alice()).unwrap();
+        assert_eq!(known.sm_session, None);
+        assert_eq!(known.mechanisms, facts().mechanisms, "the rest stays");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Each login sends `<presence/>` and a message to the account's own bare JID with
 //! it (so a pipelined login carries them in the bind request's flight) and waits
 //! for the message to come back: the session is then usable and stanzas flow.
+//! Then it closes the stream, or with `--detach` leaves the session for a later
+//! `--mode sm-resume` login to take back (XEP-0198 §5).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,9 +28,10 @@ pub struct LoginArgs {
     /// Direct TLS (XEP-0368) address [default: the --server host, port 5223].
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     direct_tls: Option<String>,
-    /// lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt, or all (in that order,
-    /// sharing what each learns and the TLS session cache: fast-0rtt needs a session
-    /// ticket and a FAST token from an earlier login of the same run).
+    /// lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt, sm-resume, or all (in
+    /// that order, sharing what each learns and the TLS session cache: fast-0rtt needs a
+    /// session ticket and a FAST token from an earlier login of the same run, sm-resume
+    /// the session fast-0rtt leaves detached).
     #[arg(long, value_name = "MODE", default_value = "stunt", value_parser = parse_modes)]
     mode: Modes,
     /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, …) [default: the
@@ -54,6 +57,10 @@ pub struct LoginArgs {
     /// DANGEROUS: accept any certificate; anyone on the path can read the password.
     #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Leave the session resumable instead of closing it: the server keeps it for a
+    /// later `--mode sm-resume` login (XEP-0198), recorded in the --state file.
+    #[arg(long)]
+    detach: bool,
     /// Longest a login, and then the wait for the message to oneself, may take.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
@@ -78,6 +85,10 @@ struct Row {
     mechanism: Option<&'static str>,
     /// Authentication was pipelined on the grounds of an earlier success.
     pipelined: Option<bool>,
+    /// The login resumed a detached session (XEP-0198 §5).
+    sm_resumed: Option<bool>,
+    /// The session was left detached for a later sm-resume login.
+    detached: bool,
     jid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -101,11 +112,20 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    if args.detach && options.state.path().is_none() {
+        bail!("--detach needs --state FILE, where the session is recorded for --mode sm-resume");
+    }
     let mut rows = Vec::new();
-    for &mode in &args.mode.0 {
+    let modes = &args.mode.0;
+    for (i, &mode) in modes.iter().enumerate() {
         let mut options = options.clone();
         options.mode = mode;
-        rows.push(login_once(options).await);
+        // The login before an sm-resume one leaves it a session to take back.
+        let detach = match modes.get(i + 1) {
+            Some(next) => *next == Mode::SmResume,
+            None => args.detach,
+        };
+        rows.push(login_once(options, detach).await);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -167,8 +187,9 @@ fn options(args: &LoginArgs) -> anyhow::Result<LoginOptions> {
     Ok(options)
 }
 
-/// Logs in, sends a message to oneself with the login and waits for it.
-async fn login_once(mut options: LoginOptions) -> Row {
+/// Logs in, sends a message to oneself with the login and waits for it; then
+/// closes the session, or leaves it detached.
+async fn login_once(mut options: LoginOptions, detach: bool) -> Row {
     let mode = options.mode;
     let id = format!("pipit-login-{}-{}", mode.name(), std::process::id());
     options.initial_stanzas = vec![
@@ -190,6 +211,8 @@ async fn login_once(mut options: LoginOptions) -> Row {
         early_data: None,
         mechanism: None,
         pipelined: None,
+        sm_resumed: None,
+        detached: false,
         jid: None,
         error: None,
     };
@@ -208,7 +231,15 @@ async fn login_once(mut options: LoginOptions) -> Row {
         }
         Err(e) => row.error = Some(e),
     }
-    if let Err(e) = session.close().await {
+    if detach && row.ok {
+        match session.detach().await {
+            Ok(_) => row.detached = true,
+            Err(e) => {
+                row.ok = false;
+                row.error = Some(format!("leaving the session to resume: {e}"));
+            }
+        }
+    } else if let Err(e) = session.close().await {
         tracing::debug!("closing the {} session: {e}", mode.name());
     }
     row
@@ -222,6 +253,7 @@ fn fill(row: &mut Row, report: &Report) {
     row.early_data = Some(report.early_data);
     row.mechanism = report.mechanism;
     row.pipelined = Some(report.pipelined);
+    row.sm_resumed = Some(report.sm_resumed);
     row.jid = Some(report.jid.to_string());
 }
 
@@ -288,9 +320,12 @@ fn print_table(rows: &[Row]) {
                 (None, _) => dash(),
             },
             row.mechanism.unwrap_or("-"),
-            match &row.error {
-                None => "ok".to_string(),
-                Some(e) => format!("FAILED: {e}"),
+            match (&row.error, row.sm_resumed, row.detached) {
+                (Some(e), ..) => format!("FAILED: {e}"),
+                (None, Some(true), true) => "ok, session resumed, left detached".to_string(),
+                (None, Some(true), false) => "ok, session resumed".to_string(),
+                (None, _, true) => "ok, left detached".to_string(),
+                (None, ..) => "ok".to_string(),
             }
         );
     }
@@ -311,7 +346,8 @@ fn parse_modes(s: &str) -> Result<Modes, String> {
         return Ok(Modes(Mode::ALL.to_vec()));
     }
     Mode::from_name(&s).map(|m| Modes(vec![m])).ok_or_else(|| {
-        "expected lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt or all".into()
+        "expected lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt, sm-resume or all"
+            .into()
     })
 }
 
@@ -398,6 +434,7 @@ mod tests {
         assert_eq!(parse_modes("all").unwrap().0, Mode::ALL.to_vec());
         assert_eq!(parse_modes("Stunt").unwrap().0, vec![Mode::Stunt]);
         assert_eq!(parse_modes("fast-0rtt").unwrap().0, vec![Mode::Fast0Rtt]);
+        assert_eq!(parse_modes("sm-resume").unwrap().0, vec![Mode::SmResume]);
         assert!(parse_modes("warp").is_err());
         assert_eq!(parse_mechanism("scram-sha-256"), Ok(Mechanism::ScramSha256));
         assert!(parse_mechanism("MD5").unwrap_err().contains("PLAIN"));

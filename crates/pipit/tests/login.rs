@@ -98,7 +98,9 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("fast", 3),
             // TCP connect, then ClientHello + stream header + FAST authenticate in
             // TLS 1.3 early data: the server's first flight has the bound session.
-            ("fast-0rtt", 2)
+            ("fast-0rtt", 2),
+            // The same, with the <resume/> of the session fast-0rtt left detached.
+            ("sm-resume", 2)
         ])
     );
     let mechanisms: Vec<_> = rows.iter().map(|r| r["mechanism"].clone()).collect();
@@ -112,7 +114,17 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
     );
     let early: Vec<_> = rows.iter().map(|r| r["early_data"].as_bool()).collect();
     assert_eq!(early[..6], [Some(false); 6]);
-    assert_eq!(early[6], Some(true), "{:?}", rows[6]);
+    assert_eq!(early[6..], [Some(true); 2], "{:?}", &rows[6..]);
+    // Only the last login resumed a session; the one before left it detached.
+    let sm: Vec<_> = rows
+        .iter()
+        .map(|r| (r["sm_resumed"].as_bool(), r["detached"].as_bool()))
+        .collect();
+    assert_eq!(sm[..6], [(Some(false), Some(false)); 6]);
+    assert_eq!(
+        sm[6..],
+        [(Some(false), Some(true)), (Some(true), Some(false))]
+    );
     // The lockstep login had no grounds; it taught the rest, which pipelined. One
     // TLS configuration for the run: every login after the first resumed.
     let flags: Vec<_> = rows
@@ -123,6 +135,7 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
         flags,
         [
             (Some(false), Some(false)),
+            (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
             (Some(true), Some(true)),
@@ -151,7 +164,8 @@ fn mode_all_teaches_the_later_modes_and_resumes_tls() {
             ("direct", 3),
             ("sasl2", 3),
             ("fast", 3),
-            ("fast-0rtt", 2)
+            ("fast-0rtt", 2),
+            ("sm-resume", 2)
         ])
     );
 }
@@ -193,9 +207,53 @@ fn the_state_file_lets_the_next_process_pipeline_at_once() {
             ("direct", 3),
             ("sasl2", 3),
             ("fast", 3),
-            ("fast-0rtt", 2)
+            ("fast-0rtt", 2),
+            ("sm-resume", 2)
         ])
     );
+}
+
+#[test]
+fn a_detached_session_is_resumed_by_the_next_process() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let run = |mode: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--mode", mode, "--mech", "PLAIN", "--json", "--state", state,
+        ];
+        args.extend_from_slice(extra);
+        login(&server, ALICE.1, &args)
+    };
+    // Nothing to resume yet: a clear error that says what to do.
+    let out = run("sm-resume", &[]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no resumable session saved"), "{text}");
+    // SASL2 with stream management enabled inline, left detached.
+    let first = json_rows(&run("sasl2", &["--detach"]));
+    // A fresh state file: no grounds to pipeline, so 4 round trips.
+    assert_eq!(round_trips(&first), expect(&[("sasl2", 4)]));
+    assert_eq!(first[0]["detached"], true);
+    let saved = std::fs::read_to_string(state).unwrap();
+    assert!(saved.contains("\"sm_session\": {"), "{saved}");
+    // The next process takes it back: same full JID, one flight after TLS.
+    let second = json_rows(&run("sm-resume", &[]));
+    assert_eq!(round_trips(&second), expect(&[("sm-resume", 3)]));
+    assert_eq!(second[0]["sm_resumed"], true);
+    assert_eq!(second[0]["jid"], first[0]["jid"]);
+    // That one closed the stream, which ends the session for good (XEP-0198 §7):
+    // the state no longer offers it.
+    let saved = std::fs::read_to_string(state).unwrap();
+    assert!(saved.contains("\"sm_session\": null"), "{saved}");
+    let out = run("sm-resume", &[]);
+    assert!(!out.status.success());
+    // --detach records the session in the state file, so it needs one.
+    let out = login(&server, ALICE.1, &["--mode", "sasl2", "--detach"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--detach needs --state"), "{err}");
 }
 
 #[test]
@@ -204,20 +262,21 @@ fn a_wrong_password_is_reported_per_mode_and_fails_the_run() {
     let out = login(&server, "wrong", &["--mode", "all", "--json"]);
     assert!(!out.status.success());
     let rows = json_rows(&out);
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 8);
     for row in &rows {
         assert_eq!(row["ok"], false, "{row}");
         let error = row["error"].as_str().unwrap();
-        // FAST has no token to try: no login ever succeeded.
-        let expected = if row["mode"] == "fast" || row["mode"] == "fast-0rtt" {
-            "no FAST token"
-        } else {
-            "not-authorized"
+        // FAST has no token to try and sm-resume no session: no login ever
+        // succeeded.
+        let expected = match row["mode"].as_str().unwrap() {
+            "fast" | "fast-0rtt" => "no FAST token",
+            "sm-resume" => "no resumable session saved",
+            _ => "not-authorized",
         };
         assert!(error.contains(expected), "{row}");
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("7 of 7 logins failed"), "{stderr}");
+    assert!(stderr.contains("8 of 8 logins failed"), "{stderr}");
 }
 
 #[test]
@@ -292,7 +351,7 @@ fn bad_input_gets_a_clear_error() {
                 "--mode",
                 "warp",
             ],
-            "lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt or all",
+            "lockstep, pipelined, stunt, direct, sasl2, fast, fast-0rtt, sm-resume or all",
         ),
         (
             &[
