@@ -40,7 +40,7 @@ fn rows(json: &str) -> Vec<Row> {
             round_trips: o.get("round_trips").and_then(|n| n.as_u64()),
         })
         .collect();
-    assert_eq!(rows.len(), 17, "seventeen checks expected:\n{json}");
+    assert_eq!(rows.len(), 18, "eighteen checks expected:\n{json}");
     for r in &rows {
         assert!(
             ["pass", "fail", "not-offered"].contains(&r.result.as_str()),
@@ -195,6 +195,68 @@ fn every_check_passes_against_pipit_with_the_promised_round_trips() {
             .detail
             .contains("handshake round trips: 2 then 1")
     );
+    assert!(
+        row(&rows, "0rtt-replay")
+            .detail
+            .starts_with("refused by TLS and by the count:"),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn the_0rtt_replay_check_is_refused_by_pipit_at_both_layers() {
+    let server = Server::start();
+    server.add_user(("alice@localhost", "pw"));
+    let cafile = server.cafile();
+    let out = pipit_ok(&[
+        "check",
+        &addr(server.c2s),
+        "--direct-tls",
+        &addr(server.direct_tls),
+        "--jid",
+        "alice@localhost",
+        "--password",
+        "pw",
+        "--ca",
+        cafile.to_str().unwrap(),
+        "--json",
+        "--verbose",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let replay = value
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["check"] == "0rtt-replay")
+        .unwrap_or_else(|| panic!("no 0rtt-replay in {out}"));
+    let (detail, evidence) = (
+        replay["detail"].as_str().unwrap(),
+        replay["evidence"].as_str().unwrap(),
+    );
+    assert_eq!(replay["result"], "pass", "{replay:#?}");
+    // Pipit's tickets are single-use, so TLS skips the replayed early data; sent again
+    // after the handshake, the authenticate's count is refused as already seen.
+    assert!(
+        detail.starts_with("refused by TLS and by the count: TLS rejected the replayed early data")
+            && detail.contains(
+                "the same <authenticate/> sent again after the handshake got <failure/> \
+             <not-authorized/>"
+            )
+            && detail.contains("byte-identical to the original 0-RTT login's"),
+        "{detail}"
+    );
+    // Five connections: the token, the certificate, the tickets, the original, the replay.
+    for n in 1..=5 {
+        assert!(
+            evidence.contains(&format!("== connection {n}: ")),
+            "{evidence}"
+        );
+    }
+    assert!(
+        evidence.contains("C: ClientHello + early data: the same again: header + authenticate"),
+        "{evidence}"
+    );
+    assert!(!evidence.contains("secret-token:"), "{evidence}");
 }
 
 #[test]
@@ -220,7 +282,7 @@ fn the_table_is_readable_and_verbose_shows_the_transcript() {
         "the stunt flight is described: {out}"
     );
     assert!(out.contains("S: <proceed xmlns="), "{out}");
-    assert!(out.contains("15 passed, 0 failed, 2 not offered"), "{out}");
+    assert!(out.contains("15 passed, 0 failed, 3 not offered"), "{out}");
     // Without --direct-tls the SASL2 and FAST checks go over STARTTLS.
     assert!(
         out.contains("6 round trips (TLS 1.3, STARTTLS, SASL2 PLAIN + Bind2 after the features)"),

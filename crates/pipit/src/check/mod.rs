@@ -6,7 +6,9 @@
 //! transcript as evidence and the round trips of each login that completed.
 //!
 //! Layout: `checks` (one function per check), `sasl2_checks` (the SASL2, Bind2 and IAP
-//! checks), `fast_checks` (the FAST token checks), `zero_rtt_checks` (FAST in TLS 1.3 0-RTT), `flows` (login steps they share),
+//! checks), `fast_checks` (the FAST token checks), `zero_rtt_checks` (FAST in TLS 1.3
+//! 0-RTT), `replay_check` (a 0-RTT first flight replayed byte for byte, with the
+//! deterministic TLS client that makes it), `flows` (login steps they share),
 //! `probe` (a scripted connection), `xmpp` and `sasl2` (what is written and how answers
 //! are read), `tls` (client configurations), `report` (table and JSON), `transcript`
 //! (evidence).
@@ -21,6 +23,7 @@ mod checks;
 mod fast_checks;
 mod flows;
 mod probe;
+mod replay_check;
 mod report;
 mod sasl2;
 mod sasl2_checks;
@@ -47,13 +50,15 @@ use xmpp::Account;
     stunt-clienthello, plaintext-after-starttls-ignored, auth-restart-bind-pipelined, \
     auth-restart-bind-pipelined-no-xml-decl, sasl-failure-pipelined-restart, \
     tls13-resumption, tls12-resumption, direct-tls, sasl2-bind2, iap-pipelined, \
-    iap-stale-version-refused, fast-token, fast-replay-refused, fast-invalidate, fast-0rtt.\n\n\
+    iap-stale-version-refused, fast-token, fast-replay-refused, fast-invalidate, fast-0rtt, \
+    0rtt-replay.\n\n\
     plaintext-after-starttls-ignored sends a plaintext login with a decoy password right \
     behind <starttls/>; the real password only ever travels inside TLS.\n\
     The SASL2 checks (XEP-0388 with Bind2, XEP-0386; IAP, XEP-0509) and the FAST checks \
     (XEP-0484) use Direct TLS when --direct-tls is given, else STARTTLS. Each FAST check \
     asks for a token of its own (fast-invalidate ends its token); the report hides them. \
-    fast-0rtt (TLS 1.3 early data) needs --direct-tls.\n\
+    fast-0rtt (TLS 1.3 early data) and 0rtt-replay (that login's first flight sent again, \
+    byte for byte, which must log nobody in) need --direct-tls.\n\
     The exit status is 0 whatever the grades; non-zero means the probe could not run.")]
 pub struct CheckArgs {
     /// The server's STARTTLS c2s address.
@@ -199,6 +204,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         fast_checks::fast_replay_refused(&target).await,
         fast_checks::fast_invalidate(&target).await,
         zero_rtt_checks::fast_0rtt(&target).await,
+        replay_check::zero_rtt_replay(&target).await,
     ];
     print(&args, &target, &findings);
     Ok(())

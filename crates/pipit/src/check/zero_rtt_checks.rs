@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use pipit_proto::sasl::{HtMechanism, end_point_hash, ht_initial_response, ht_verify_server};
+use rustls::pki_types::CertificateDer;
 
 use super::Target;
 use super::fast_checks::{Evidence, Grant, graded, obtain};
@@ -22,9 +23,20 @@ use super::xmpp::{Plan, header, header_then_features};
 
 /// What a 0-RTT login needs besides the token: the early-data configuration (its session
 /// cache holds the ticket) and the channel binding data.
-struct Ticket {
-    config: Arc<rustls::ClientConfig>,
-    cb_data: Vec<u8>,
+pub(super) struct Ticket {
+    /// TLS 1.3 with early data enabled, resuming from the store that holds the ticket.
+    pub(super) config: Arc<rustls::ClientConfig>,
+    /// The -ENDP channel binding data (the hash of the server's certificate), or nothing.
+    pub(super) cb_data: Vec<u8>,
+}
+
+/// What a connection that fetched a ticket saw: the server's certificate chain, as the
+/// configuration's verifier accepted it, and the channel binding data for the token.
+pub(super) struct Seen {
+    /// The chain, the end-entity certificate first.
+    pub(super) chain: Vec<CertificateDer<'static>>,
+    /// The -ENDP channel binding data, or nothing for -NONE.
+    pub(super) cb_data: Vec<u8>,
 }
 
 /// `fast-0rtt`: a FAST login in TLS 1.3 early data must be taken (the server accepts the
@@ -81,19 +93,46 @@ async fn ticket(
     grant: &Grant,
     evidence: &mut Evidence,
 ) -> Result<Ticket, (Verdict, String)> {
-    const WHAT: &str = "TLS 1.3 with early data enabled, for a ticket";
-    let fail = |why: String| (Verdict::Fail, why);
     let store = CountingStore::new();
+    let config = early_config(target, Some(Arc::clone(&store)))
+        .map_err(|e| (Verdict::Fail, e.to_string()))?;
+    const WHAT: &str = "TLS 1.3 with early data enabled, for a ticket";
+    let seen = fetch_ticket(addr, target, grant, evidence, (&config, &store), WHAT).await?;
+    Ok(Ticket {
+        config,
+        cb_data: seen.cb_data,
+    })
+}
+
+/// The probe's Direct TLS configuration for TLS 1.3 alone, with early data enabled,
+/// resuming through `store`.
+pub(super) fn early_config(
+    target: &Target,
+    store: Option<Arc<CountingStore>>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let config = target
         .trust
-        .config(&[&rustls::version::TLS13], true, Some(Arc::clone(&store)))
-        .map_err(|e| fail(e.to_string()))?;
+        .config(&[&rustls::version::TLS13], true, store)?;
     let mut config = (*config).clone();
     config.enable_early_data = true;
-    let config = Arc::new(config);
+    Ok(Arc::new(config))
+}
+
+/// One connection (`what`, into `evidence`) with `config`: TLS 1.3, the header, the
+/// features; `store`, which `config` resumes through, then holds a ticket that allows
+/// early data, or the check is not offered. Returns what the connection saw.
+pub(super) async fn fetch_ticket(
+    addr: &str,
+    target: &Target,
+    grant: &Grant,
+    evidence: &mut Evidence,
+    (config, store): (&Arc<rustls::ClientConfig>, &CountingStore),
+    what: &str,
+) -> Result<Seen, (Verdict, String)> {
+    let fail = |why: String| (Verdict::Fail, why);
     let mut probe = Probe::connect(addr, target.timeout).await.map_err(fail)?;
     let result = async {
-        probe.start_tls(&config, &target.server_name, false)?;
+        probe.start_tls(config, &target.server_name, false)?;
         let mark = probe.mark();
         let head = header(&target.account.domain, true);
         probe.send("stream header", &head).await;
@@ -104,16 +143,19 @@ async fn ticket(
             header_then_features,
         )
         .await?;
-        let certificate = probe
+        let chain = probe
             .tls()
             .and_then(|c| c.peer_certificates())
-            .and_then(|certs| certs.first())
-            .ok_or("the server sent no certificate")?;
-        Ok::<_, String>(end_point_hash(certificate.as_ref()))
+            .filter(|certs| !certs.is_empty())
+            .ok_or("the server sent no certificate")?
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect::<Vec<_>>();
+        Ok::<_, String>((end_point_hash(chain[0].as_ref()), chain))
     }
     .await;
-    evidence.add(probe, WHAT).await;
-    let hash = result.map_err(fail)?;
+    evidence.add(probe, what).await;
+    let (hash, chain) = result.map_err(fail)?;
     if store.early_tickets() == 0 {
         return Err((
             Verdict::NotOffered,
@@ -130,26 +172,16 @@ async fn ticket(
         })?,
         _ => Vec::new(),
     };
-    Ok(Ticket { config, cb_data })
+    Ok(Seen { chain, cb_data })
 }
 
-/// Connection 3: the header and the token login (count 1) as early data with the
-/// ClientHello; on `<success/>`, presence and a message to self with the Finished.
-async fn early_login(
-    probe: &mut Probe,
-    target: &Target,
-    grant: &Grant,
-    ticket: &Ticket,
-) -> Result<(Verdict, String, Option<u32>), String> {
+/// The early data of a 0-RTT token login: the stream header and the FAST
+/// `<authenticate/>` with count 1 (with the config version, when known) and Bind2.
+/// Returns what it holds, for the transcript, and the XML. The same arguments give the
+/// same bytes.
+pub(super) fn early_flight(target: &Target, grant: &Grant, cb_data: &[u8]) -> (String, String) {
     let account = &target.account;
-    let plan = Plan::new(account);
-    probe.start_tls(&ticket.config, &target.server_name, false)?;
-    let initial = ht_initial_response(
-        grant.mechanism,
-        &account.local,
-        &grant.token,
-        &ticket.cb_data,
-    );
+    let initial = ht_initial_response(grant.mechanism, &account.local, &grant.token, cb_data);
     let mut early = header(&account.domain, true);
     early.push_str(&sasl2::authenticate(
         grant.mechanism.name(),
@@ -162,6 +194,21 @@ async fn early_login(
         "header + authenticate {} (FAST count 1) + Bind2",
         grant.mechanism.name()
     );
+    (what, early)
+}
+
+/// Connection 3: the header and the token login (count 1) as early data with the
+/// ClientHello; on `<success/>`, presence and a message to self with the Finished.
+pub(super) async fn early_login(
+    probe: &mut Probe,
+    target: &Target,
+    grant: &Grant,
+    ticket: &Ticket,
+) -> Result<(Verdict, String, Option<u32>), String> {
+    let account = &target.account;
+    let plan = Plan::new(account);
+    probe.start_tls(&ticket.config, &target.server_name, false)?;
+    let (what, early) = early_flight(target, grant, &ticket.cb_data);
     let mark = probe.mark();
     if !probe.early(&what, early.as_bytes()).await {
         return Ok(graded(
