@@ -28,6 +28,9 @@ pub struct Settings {
     pub cert: Option<PathBuf>,
     /// PEM private key for `cert`.
     pub key: Option<PathBuf>,
+    /// Certificates of single domains, chosen by SNI; `cert`/`key` (or the
+    /// self-signed one) stay the default for other names and for no SNI.
+    pub certificates: Option<Vec<DomainCertificate>>,
     /// `postgres://` URL, or an SQLite file path; default `DATA_DIR/pipit.sqlite3`.
     pub database: Option<String>,
     /// Resource conflict policy: `replace`, `refuse` or `rename`.
@@ -60,6 +63,7 @@ impl Settings {
             direct_tls_addr: flags.direct_tls_addr.or(self.direct_tls_addr),
             cert: flags.cert.or(self.cert),
             key: flags.key.or(self.key),
+            certificates: flags.certificates.or(self.certificates),
             database: flags.database.or(self.database),
             conflict_policy: flags.conflict_policy.or(self.conflict_policy),
             scram_iterations: flags.scram_iterations.or(self.scram_iterations),
@@ -67,6 +71,39 @@ impl Settings {
             login_timeout_secs: flags.login_timeout_secs.or(self.login_timeout_secs),
             sm_resume_timeout_secs: flags.sm_resume_timeout_secs.or(self.sm_resume_timeout_secs),
         }
+    }
+}
+
+/// A domain's own certificate: `[[certificates]]` in the TOML file, or
+/// `--domain-cert DOMAIN=CERT,KEY`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DomainCertificate {
+    /// The served domain it is for; clients asking for it by SNI get it.
+    pub domain: String,
+    /// PEM certificate chain, leaf first; the leaf must name the domain.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
+}
+
+impl std::str::FromStr for DomainCertificate {
+    type Err = String;
+
+    /// Parses the flag form `DOMAIN=CERT,KEY`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s.split_once('=').and_then(|(domain, files)| {
+            let (cert, key) = files.split_once(',')?;
+            fn filled(p: &str) -> Option<&str> {
+                (!p.is_empty()).then_some(p)
+            }
+            Some(DomainCertificate {
+                domain: filled(domain)?.to_owned(),
+                cert: filled(cert)?.into(),
+                key: filled(key)?.into(),
+            })
+        });
+        parsed.ok_or_else(|| format!("{s:?} is not DOMAIN=CERT,KEY"))
     }
 }
 
@@ -81,8 +118,10 @@ pub struct Config {
     pub c2s_addr: SocketAddr,
     /// Direct TLS listener.
     pub direct_tls_addr: SocketAddr,
-    /// A certificate and key given by the operator, if any.
+    /// A certificate and key given by the operator, if any: the default one.
     pub cert: Option<(PathBuf, PathBuf)>,
+    /// Certificates of single domains (prepared, each served, each once).
+    pub certificates: Vec<DomainCertificate>,
     /// Store location: URL or SQLite path.
     pub database: String,
     /// Resource conflict policy.
@@ -129,6 +168,7 @@ impl Config {
                 ));
             }
         };
+        let certificates = domain_certificates(settings.certificates, &domains)?;
         let conflict_policy = match settings.conflict_policy {
             None => ConflictPolicy::default(),
             Some(p) => ConflictPolicy::from_name(&p).ok_or_else(|| {
@@ -163,6 +203,7 @@ impl Config {
                 .direct_tls_addr
                 .unwrap_or(([127, 0, 0, 1], 5223).into()),
             cert,
+            certificates,
             database,
             conflict_policy,
             scram_iterations,
@@ -175,6 +216,44 @@ impl Config {
             ),
         })
     }
+}
+
+/// Prepares the domain of each per-domain certificate and checks it against the
+/// served domains: a certificate for a domain not served would never be asked for.
+fn domain_certificates(
+    given: Option<Vec<DomainCertificate>>,
+    domains: &[String],
+) -> Result<Vec<DomainCertificate>, ServerError> {
+    let mut certificates: Vec<DomainCertificate> = Vec::new();
+    for mut entry in given.unwrap_or_default() {
+        let d = &entry.domain;
+        let prepped = prep_domain(d).map_err(|e| {
+            ServerError::Config(format!("certificate domain {d:?} is not valid: {e}"))
+        })?;
+        if !domains.contains(&prepped) {
+            return Err(ServerError::Config(format!(
+                "a certificate is configured for {prepped:?}, which is not served; add it \
+                 to domains or remove the certificate (served: {})",
+                domains.join(", ")
+            )));
+        }
+        // SNI carries IDNs as A-labels (RFC 6066 §3); the served domain is stored as
+        // prepared Unicode, so the two could not be matched.
+        if !prepped.is_ascii() {
+            return Err(ServerError::Config(format!(
+                "a certificate for the internationalized domain {prepped:?} is not supported \
+                 yet; let the default certificate cover it"
+            )));
+        }
+        if certificates.iter().any(|c| c.domain == prepped) {
+            return Err(ServerError::Config(format!(
+                "two certificates are configured for {prepped:?}; keep one"
+            )));
+        }
+        entry.domain = prepped;
+        certificates.push(entry);
+    }
+    Ok(certificates)
 }
 
 #[cfg(test)]
@@ -221,5 +300,60 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::resolve(half).is_err());
+    }
+
+    #[test]
+    fn per_domain_certificates_are_read_from_the_file() {
+        let file: Settings = toml::from_str(
+            "domains = ['a.test', 'b.test']\n\
+             cert = 'default.pem'\nkey = 'default.key'\n\
+             [[certificates]]\ndomain = 'A.test'\ncert = 'a.pem'\nkey = 'a.key'\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file).unwrap();
+        assert_eq!(
+            config.certificates,
+            [DomainCertificate {
+                domain: "a.test".into(),
+                cert: "a.pem".into(),
+                key: "a.key".into(),
+            }]
+        );
+        assert_eq!(
+            config.cert,
+            Some(("default.pem".into(), "default.key".into()))
+        );
+    }
+
+    #[test]
+    fn the_flag_form_is_domain_cert_key() {
+        let parsed: DomainCertificate = "b.test=/etc/b.pem,/etc/b.key".parse().unwrap();
+        assert_eq!(parsed.domain, "b.test");
+        assert_eq!(parsed.key, Path::new("/etc/b.key"));
+        for bad in ["b.test", "b.test=/etc/b.pem", "=c,k", "b.test=,k"] {
+            let err = bad.parse::<DomainCertificate>().unwrap_err();
+            assert!(err.contains("DOMAIN=CERT,KEY"), "{err}");
+        }
+    }
+
+    #[test]
+    fn certificates_for_unserved_or_repeated_domains_are_refused() {
+        let with = |domains: &[&str]| Settings {
+            domains: Some(vec!["a.test".into()]),
+            certificates: Some(
+                domains
+                    .iter()
+                    .map(|d| format!("{d}=c.pem,k.pem").parse().unwrap())
+                    .collect(),
+            ),
+            ..Settings::default()
+        };
+        let err = Config::resolve(with(&["b.test"])).unwrap_err().to_string();
+        assert!(err.contains("\"b.test\", which is not served"), "{err}");
+        assert!(err.contains("served: a.test"), "{err}");
+        let err = Config::resolve(with(&["a.test", "A.TEST"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two certificates"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ pub mod resumption;
 pub mod router;
 mod server;
 mod session;
+pub mod sni;
 pub mod tls;
 
 pub use config::{Config, Settings};

@@ -57,18 +57,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store, loads or generates the certificate and binds both listeners.
+    /// Opens the store, loads or generates the certificates and binds both listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let (cert, key) = match &config.cert {
-            Some((c, k)) => (c.clone(), k.clone()),
-            None => tls::self_signed(&config.data_dir, &config.domains)?,
-        };
-        let identity = tls::load_identity(&cert, &key)?;
-        let end_point_hash = identity.chain.first().and_then(tls::end_point_hash);
+        let resolver = tls::resolver(&config)?;
+        // The core holds one `tls-server-end-point` hash for every connection; with
+        // a certificate per domain it would be wrong for some of them and fail
+        // their SCRAM-*-PLUS, so that binding type is then not offered at all
+        // (`tls-exporter` stays, RFC 9266).
+        let end_point_hash = resolver.only_leaf().and_then(tls::end_point_hash);
         let proto = Arc::new(ServerConfig {
             domains: config.domains.clone(),
-            tls: tls::server_config(identity)?,
+            tls: tls::server_config(resolver)?,
             end_point_hash,
             conflict_policy: config.conflict_policy,
             limits: config.limits,

@@ -1,27 +1,30 @@
-//! TLS set-up: the certificate (given, or self-signed on first start), the rustls
-//! configuration with session resumption, and the `tls-server-end-point` hash.
+//! TLS set-up: the certificates (given, per domain, or self-signed on first start),
+//! the rustls configuration with session resumption, and the `tls-server-end-point`
+//! hash.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::server::ServerSessionMemoryCache;
+use rustls::sign::CertifiedKey;
+use rustls::{Error as TlsError, InconsistentKeys};
 
+use crate::config::Config;
 use crate::error::ServerError;
+use crate::sni::{NotCovered, SniResolver};
 
 /// ALPN protocol id for XMPP client connections (XEP-0368 §3).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
-/// A certificate chain and its key, as loaded.
-pub struct Identity {
-    /// The chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The private key.
-    pub key: PrivateKeyDer<'static>,
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Loads PEM files.
-pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, ServerError> {
+/// Loads a PEM certificate chain and its PEM private key, and checks that the key
+/// is the one the leaf certificate was issued for.
+pub fn load_key(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
     let read = |p: &Path| {
         std::fs::read(p)
             .map_err(|e| ServerError::Certificate(format!("cannot read {}: {e}", p.display())))
@@ -37,12 +40,47 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, ServerError> {
             cert.display()
         )));
     }
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+    let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| ServerError::Certificate(format!("{}: {e}", key.display())))?
         .ok_or_else(|| {
             ServerError::Certificate(format!("{} holds no PEM private key", key.display()))
         })?;
-    Ok(Identity { chain, key })
+    CertifiedKey::from_der(chain, private, &provider()).map_err(|e| match e {
+        TlsError::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            ServerError::Certificate(format!(
+                "the key in {} does not belong to the certificate in {}: give the key the \
+                 certificate was issued for",
+                key.display(),
+                cert.display()
+            ))
+        }
+        e => ServerError::Certificate(format!("{}: {e}", key.display())),
+    })
+}
+
+/// The certificate resolver for `config`: the operator's `cert`/`key` as the
+/// default (or the self-signed one, covering every served domain), and each
+/// `[[certificates]]` entry for its domain, every file checked now rather than at
+/// the first handshake.
+pub fn resolver(config: &Config) -> Result<SniResolver, ServerError> {
+    let (cert, key) = match &config.cert {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => self_signed(&config.data_dir, &config.domains)?,
+    };
+    let mut resolver = SniResolver::new(load_key(&cert, &key)?);
+    for entry in &config.certificates {
+        let key = load_key(&entry.cert, &entry.key)?;
+        resolver.add(&entry.domain, key).map_err(|NotCovered| {
+            ServerError::Certificate(format!(
+                "{} is not valid for {}: its subjectAltName has no DNS name matching the \
+                 domain (RFC 6120 §13.7.1.2); give a certificate issued for {}",
+                entry.cert.display(),
+                entry.domain,
+                entry.domain
+            ))
+        })?;
+    }
+    Ok(resolver)
 }
 
 /// The self-signed certificate in `DATA_DIR/tls/`, generated on first start (ECDSA
@@ -95,7 +133,8 @@ const SESSION_CACHE_ENTRIES: usize = 64 * 1024;
 pub const MAX_EARLY_DATA: u32 = 16 * 1024;
 
 /// The rustls server configuration: TLS 1.3 and 1.2, resumption on by default, TLS
-/// 1.3 early data (0-RTT) for FAST logins, ALPN `xmpp-client`.
+/// 1.3 early data (0-RTT) for FAST logins, ALPN `xmpp-client`, the certificate
+/// chosen by SNI.
 ///
 /// Resumption is stateful: tickets (TLS 1.3) and session ids (TLS 1.2) name entries
 /// of an in-memory session store. rustls takes early data only on sessions resumed
@@ -103,14 +142,12 @@ pub const MAX_EARLY_DATA: u32 = 16 * 1024;
 /// replayed first flight from being resumed on this server at all. What may be
 /// acted on in early data is the protocol core's business (DESIGN.md rule 7,
 /// `pipit_proto::server`): a FAST authentication whose count the store checks.
-pub fn server_config(identity: Identity) -> Result<Arc<rustls::ServerConfig>, ServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+pub fn server_config(resolver: SniResolver) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ServerError::Certificate(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)
-        .map_err(|e| ServerError::Certificate(format!("certificate and key do not fit: {e}")))?;
+        .with_cert_resolver(Arc::new(resolver));
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     config.max_early_data_size = MAX_EARLY_DATA;
     // The answer to a 0-RTT login (features, SASL2 success, Bind2) goes out with the
@@ -141,19 +178,16 @@ mod tests {
         let first = std::fs::read(&cert).unwrap();
         self_signed(dir.path(), &domains).unwrap();
         assert_eq!(std::fs::read(&cert).unwrap(), first, "reused on restart");
-        let identity = load_identity(&cert, &key).unwrap();
-        assert_eq!(
-            end_point_hash(&identity.chain[0]).map(|h| h.len()),
-            Some(32)
-        );
-        server_config(identity).unwrap();
+        let key = load_key(&cert, &key).unwrap();
+        assert_eq!(end_point_hash(&key.cert[0]).map(|h| h.len()), Some(32));
+        server_config(SniResolver::new(key)).unwrap();
         self_signed(dir.path(), &["example.org".to_string()]).unwrap();
         assert_ne!(std::fs::read(&cert).unwrap(), first, "new domain, new cert");
     }
 
     #[test]
     fn missing_files_are_named_in_the_error() {
-        let err = load_identity(Path::new("/nonexistent/c.pem"), Path::new("/k.pem"))
+        let err = load_key(Path::new("/nonexistent/c.pem"), Path::new("/k.pem"))
             .err()
             .unwrap()
             .to_string();

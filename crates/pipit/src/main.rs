@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use pipit_server::config::DomainCertificate;
 use pipit_server::{Config, Server, Settings};
 
 #[derive(Parser)]
@@ -61,6 +62,10 @@ pub struct ConfigArgs {
     /// PEM private key for --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// A domain's own certificate and key, served to clients that ask for that
+    /// domain by SNI (--cert stays the default); repeatable.
+    #[arg(long = "domain-cert", value_name = "DOMAIN=CERT,KEY")]
+    domain_certs: Vec<DomainCertificate>,
     /// postgres:// URL or SQLite file [default: DATA_DIR/pipit.sqlite3].
     #[arg(long, value_name = "URL|PATH")]
     database: Option<String>,
@@ -96,6 +101,7 @@ impl ConfigArgs {
             direct_tls_addr: self.direct_tls_addr,
             cert: self.cert.clone(),
             key: self.key.clone(),
+            certificates: (!self.domain_certs.is_empty()).then(|| self.domain_certs.clone()),
             database: self.database.clone(),
             conflict_policy: self.conflict_policy.clone(),
             scram_iterations: self.scram_iterations,
