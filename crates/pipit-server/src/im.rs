@@ -1,15 +1,17 @@
 //! What happens to a stanza from a bound session: the delivery rules of RFC 6121
-//! §8.5 and the iq the server answers itself. Later features (roster, offline
+//! §8.5, with Message Carbons (XEP-0280, rules in [`carbons`]) after delivery, and
+//! the iq the server answers itself. Later features (roster, offline
 //! storage, archive) slot in here as further handlers.
 
 use pipit_proto::jid::Jid;
 use pipit_proto::stanza::{StanzaError, error_reply, iq_result};
 use pipit_proto::xml::{Element, ns};
 
+use crate::carbons;
 use crate::server::Context;
 
 /// Features announced in the server's disco#info, each answered below.
-const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, DISCO_ITEMS, ns::PING];
+const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, DISCO_ITEMS, ns::PING, ns::CARBONS];
 const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 /// Handles one stanza whose `from` the core has stamped with `from`.
@@ -28,12 +30,13 @@ pub fn handle_stanza(ctx: &Context, from: &Jid, stanza: Element) {
 /// handled as one sent to an unavailable resource (RFC 6121 §8.5.3.2), never lost
 /// silently: with no offline storage yet, a message bounces to its sender with
 /// `service-unavailable` (errors and headlines excepted, §8.5.2.2.1), an iq request
-/// gets that error, presence and iq results are dropped. Offline storage slots in
-/// here: store the message instead of bouncing it.
+/// gets that error, presence and iq results are dropped. A carbon copy is dropped
+/// too: its sender is the account itself, which has the original. Offline storage
+/// slots in here: store the message instead of bouncing it.
 pub fn undeliverable(ctx: &Context, stanza: Element) {
     let kind = stanza.attr("type");
     let bounce = match stanza.name() {
-        "message" => !matches!(kind, Some("error" | "headline")),
+        "message" => !matches!(kind, Some("error" | "headline")) && !carbons::is_carbon(&stanza),
         "iq" => matches!(kind, Some("get" | "set")),
         _ => false,
     };
@@ -70,12 +73,12 @@ fn target(ctx: &Context, to: &Jid) -> Target {
     }
 }
 
-/// RFC 6121 §8.5: messages. No offline storage yet, so a message nobody can take
-/// is bounced with `service-unavailable` rather than lost (§8.5.2.2.1).
+/// RFC 6121 §8.5: messages, then their carbon copies (XEP-0280) to the resources
+/// of sender and recipient that want them and did not get the original.
 fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
     // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
     let to = to.unwrap_or_else(|| from.to_bare());
-    let kind = stanza.attr("type").unwrap_or("normal");
+    let stanza = carbons::strip_forged(stanza);
     let bare = match target(ctx, &to) {
         Target::Remote => {
             return reply_error(ctx, from, &stanza, StanzaError::RemoteServerNotFound);
@@ -83,21 +86,46 @@ fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
         Target::Server => return reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable),
         Target::Account(bare) => bare,
     };
-    if to.is_full() && ctx.router.deliver_to_full(&to, stanza.clone()) {
-        return;
+    let delivered = deliver_message(ctx, from, &to, &bare, &stanza);
+    let copies = carbons::copies(&stanza, from, &bare, &delivered, |account| {
+        ctx.router.carbons_enabled(account)
+    });
+    for (resource, copy) in copies {
+        ctx.router.deliver_to_full(&resource, copy);
+    }
+}
+
+/// RFC 6121 §8.5 for a message to the account `bare`: returns the resources that
+/// got it. No offline storage yet, so a message nobody can take is bounced with
+/// `service-unavailable` rather than lost (§8.5.2.2.1).
+fn deliver_message(
+    ctx: &Context,
+    from: &Jid,
+    to: &Jid,
+    bare: &Jid,
+    stanza: &Element,
+) -> Vec<String> {
+    let kind = stanza.attr("type").unwrap_or("normal");
+    if to.is_full() && ctx.router.deliver_to_full(to, stanza.clone()) {
+        return vec![to.resource().unwrap_or_default().to_owned()];
     }
     // §8.5.3.2.1: a full JID that is not connected is treated like the bare JID,
     // except for groupchat; errors are never bounced.
     match kind {
-        "error" => return,
-        "groupchat" => return reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable),
+        "error" => return Vec::new(),
+        "groupchat" => {
+            reply_error(ctx, from, stanza, StanzaError::ServiceUnavailable);
+            return Vec::new();
+        }
         _ => {}
     }
     // §8.5.2.1.1: to every available resource with non-negative priority.
     // Nobody to take it, or no such account: both bounce (§8.5.2.2.1, §8.5.1).
-    if ctx.router.deliver_to_available(&bare, &stanza, 0) == 0 && kind != "headline" {
-        reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable);
+    let delivered = ctx.router.deliver_to_available(bare, stanza, 0);
+    if delivered.is_empty() && kind != "headline" {
+        reply_error(ctx, from, stanza, StanzaError::ServiceUnavailable);
     }
+    delivered
 }
 
 /// RFC 6121 §4: presence. Broadcast (no `to`) goes to the user's own available
@@ -217,17 +245,31 @@ fn server_iq(ctx: &Context, from: &Jid, iq: &Element) {
 }
 
 /// iq to an account's bare JID (or without `to`), answered by the server on its
-/// behalf (RFC 6121 §8.5.2.1.3). The owner's ping and legacy session request are
-/// answered so far; the roster comes later.
+/// behalf (RFC 6121 §8.5.2.1.3): the owner's ping, legacy session request and
+/// Message Carbons switch (XEP-0280); the roster comes later.
 fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
+    let Some(payload) = iq.children().next() else {
+        return;
+    };
     let get = iq.attr("type") == Some("get");
-    let answered = iq
-        .children()
-        .next()
-        .is_some_and(|p| (get && p.is("ping", ns::PING)) || (!get && p.is("session", ns::SESSION)));
-    if answered && from.to_bare() == *bare {
-        ctx.router.deliver_to_full(from, iq_result(iq));
-    } else {
-        reply_error(ctx, from, iq, StanzaError::ServiceUnavailable);
-    }
+    let owner = from.to_bare() == *bare;
+    let reply = match (payload.ns(), payload.name(), get) {
+        (ns::PING, "ping", true) | (ns::SESSION, "session", false) if owner => iq_result(iq),
+        // XEP-0280 "Enabling Carbons", "Disabling Carbons": for the requesting
+        // resource only; repeating either is no error ("Business Rules").
+        (ns::CARBONS, switch @ ("enable" | "disable"), false) if owner => {
+            ctx.router.set_carbons(from, switch == "enable");
+            iq_result(iq)
+        }
+        // "Disabling Carbons": not-allowed for another account's resources.
+        (ns::CARBONS, "enable" | "disable", false) => {
+            return reply_error(ctx, from, iq, StanzaError::NotAllowed);
+        }
+        // The switch is a set; a get asks nothing the protocol defines.
+        (ns::CARBONS, "enable" | "disable", true) => {
+            return reply_error(ctx, from, iq, StanzaError::BadRequest);
+        }
+        _ => return reply_error(ctx, from, iq, StanzaError::ServiceUnavailable),
+    };
+    ctx.router.deliver_to_full(from, reply);
 }

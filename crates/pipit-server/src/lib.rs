@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod carbons;
 pub mod config;
 mod error;
 mod fast;

@@ -30,6 +30,10 @@ struct Resource {
     /// The last available presence broadcast, `None` while not available (RFC 6121 §4.2).
     presence: Option<Element>,
     priority: i8,
+    /// Message Carbons are on for this resource (XEP-0280, "Enabling Carbons"). Kept here, not in the
+    /// session task, so it lasts while the session is detached and is resumed with it
+    /// (XEP-0198 §5): the entry stays until the session ends for good.
+    carbons: bool,
 }
 
 /// All bound sessions, keyed by bare JID then resource.
@@ -77,6 +81,7 @@ impl Router {
                 sender,
                 presence: None,
                 priority: 0,
+                carbons: false,
             },
         );
         Ok(full)
@@ -118,6 +123,31 @@ impl Router {
         }
     }
 
+    /// Turns Message Carbons on or off for one resource (XEP-0280, "Enabling Carbons", "Disabling Carbons").
+    pub fn set_carbons(&self, full: &Jid, enabled: bool) {
+        let mut accounts = self.lock();
+        if let Some(r) = accounts
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+        {
+            r.carbons = enabled;
+        }
+    }
+
+    /// The full JIDs of the available resources of `bare` with carbons on: those
+    /// that want copies of the account's conversations (XEP-0280).
+    pub fn carbons_enabled(&self, bare: &Jid) -> Vec<Jid> {
+        let accounts = self.lock();
+        let Some(resources) = accounts.get(bare) else {
+            return Vec::new();
+        };
+        resources
+            .iter()
+            .filter(|(_, r)| r.carbons && r.presence.is_some())
+            .filter_map(|(name, _)| bare.with_resource(name).ok())
+            .collect()
+    }
+
     /// Whether this session has sent available presence.
     pub fn is_available(&self, full: &Jid) -> bool {
         self.lock()
@@ -139,17 +169,24 @@ impl Router {
     }
 
     /// Delivers a copy to each available resource of `bare` whose priority is at
-    /// least `min_priority`. Returns how many got one.
-    pub fn deliver_to_available(&self, bare: &Jid, stanza: &Element, min_priority: i8) -> usize {
+    /// least `min_priority`. Returns the resources that got one (carbons skip them,
+    /// XEP-0280 "Receiving Messages").
+    pub fn deliver_to_available(
+        &self,
+        bare: &Jid,
+        stanza: &Element,
+        min_priority: i8,
+    ) -> Vec<String> {
         let accounts = self.lock();
         let Some(resources) = accounts.get(bare) else {
-            return 0;
+            return Vec::new();
         };
         resources
-            .values()
-            .filter(|r| r.presence.is_some() && r.priority >= min_priority)
-            .filter(|r| r.sender.send(Delivery::Stanza(stanza.clone())).is_ok())
-            .count()
+            .iter()
+            .filter(|(_, r)| r.presence.is_some() && r.priority >= min_priority)
+            .filter(|(_, r)| r.sender.send(Delivery::Stanza(stanza.clone())).is_ok())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The current presence of each available resource of `bare` except `except`.
@@ -274,9 +311,40 @@ mod tests {
         let presence = Element::new("presence", "jabber:client");
         router.set_presence(&one, Some(presence), 0);
         let msg = Element::new("message", "jabber:client");
-        assert_eq!(router.deliver_to_available(&bare, &msg, 0), 1);
+        assert_eq!(router.deliver_to_available(&bare, &msg, 0), ["1"]);
         assert!(rx1.try_recv().is_ok());
         assert!(rx2.try_recv().is_err());
         assert!(router.unbind(&one, 1));
+    }
+
+    #[test]
+    fn carbons_go_to_available_resources_that_enabled_them() {
+        let router = Router::default();
+        let bare = Jid::parse("a@x").unwrap();
+        let mut jids = Vec::new();
+        for (id, name) in [(1, "on"), (2, "off"), (3, "away")] {
+            // Nothing is sent here: the receiving ends may go.
+            let (tx, _) = session();
+            let jid = router
+                .bind(
+                    &bare,
+                    Some(name.into()),
+                    ConflictPolicy::Replace,
+                    id,
+                    tx,
+                    String::new,
+                )
+                .unwrap();
+            jids.push(jid);
+        }
+        let presence = Element::new("presence", "jabber:client");
+        router.set_presence(&jids[0], Some(presence.clone()), -1);
+        router.set_presence(&jids[1], Some(presence), 0);
+        router.set_carbons(&jids[0], true);
+        router.set_carbons(&jids[2], true);
+        // Negative priority still gets copies; no presence, none.
+        assert_eq!(router.carbons_enabled(&bare), [jids[0].clone()]);
+        router.set_carbons(&jids[0], false);
+        assert!(router.carbons_enabled(&bare).is_empty());
     }
 }

@@ -386,7 +386,11 @@ async fn drive(
                 key,
                 user_agent,
             } => fast::used(ctx, &jid, &key, user_agent.as_deref()).await,
-            Event::BindRequest { jid, resource, .. } => {
+            Event::BindRequest {
+                jid,
+                resource,
+                carbons,
+            } => {
                 let result = ctx.router.bind(
                     &jid,
                     resource,
@@ -396,6 +400,12 @@ async fn drive(
                     || OsRandom.hex(4),
                 );
                 if let Ok(full) = &result {
+                    // XEP-0386 §4: Bind2 may switch Message Carbons on with the bind.
+                    // Before the bind completes the resource cannot be available, so
+                    // no copy can have missed it.
+                    if carbons {
+                        ctx.router.set_carbons(full, true);
+                    }
                     *bound = Some(full.clone());
                 }
                 conn.complete_bind(result);
