@@ -130,3 +130,12 @@ fn slixmpp_resumes_a_dropped_stream_over_starttls() {
 fn slixmpp_resumes_a_dropped_stream_over_direct_tls() {
     slixmpp_script("slixmpp_sm.py", "direct", BOB, ALICE);
 }
+
+/// XEP-0280 with slixmpp's plugin: one resource enables carbons and gets the sent
+/// and received copies of another's conversation. Carbons do not depend on the
+/// transport, so one mode is enough.
+#[test]
+#[ignore = "needs slixmpp: run scripts/test"]
+fn slixmpp_gets_message_carbons_over_direct_tls() {
+    slixmpp_script("slixmpp_carbons.py", "direct", ALICE, BOB);
+}
