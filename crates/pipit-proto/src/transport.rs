@@ -265,6 +265,18 @@ impl Transport {
         }
     }
 
+    /// Server side: the name the client sent in SNI (RFC 6066 §3), once the
+    /// ClientHello has been read.
+    pub fn server_name(&self) -> Option<&str> {
+        match self {
+            Transport::Tls(conn) => match &conn.conn {
+                rustls::Connection::Server(server) => server.server_name(),
+                rustls::Connection::Client(_) => None,
+            },
+            Transport::Plain => None,
+        }
+    }
+
     /// Moves pending TLS records (handshake, alerts, application data) to `out`.
     pub fn flush(&mut self, out: &mut Vec<u8>) {
         if let Transport::Tls(conn) = self {

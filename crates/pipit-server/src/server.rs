@@ -61,15 +61,13 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let resolver = tls::resolver(&config)?;
-        // The core holds one `tls-server-end-point` hash for every connection; with
-        // a certificate per domain it would be wrong for some of them and fail
-        // their SCRAM-*-PLUS, so that binding type is then not offered at all
-        // (`tls-exporter` stays, RFC 9266).
-        let end_point_hash = resolver.only_leaf().and_then(tls::end_point_hash);
+        // `tls-server-end-point` binds to the certificate a connection is served,
+        // which its SNI picks: the core gets one hash per name.
+        let end_point_hashes = resolver.end_point_hashes();
         let proto = Arc::new(ServerConfig {
             domains: config.domains.clone(),
             tls: tls::server_config(resolver)?,
-            end_point_hash,
+            end_point_hashes,
             conflict_policy: config.conflict_policy,
             limits: config.limits,
             scram_iterations: config.scram_iterations,

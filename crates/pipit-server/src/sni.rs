@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use pipit_proto::server::{EndPointHashes, server_name_key};
+use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -48,24 +49,30 @@ impl SniResolver {
         if !covers(&key, domain) {
             return Err(NotCovered);
         }
-        self.by_domain.insert(normalize(domain), Arc::new(key));
+        self.by_domain
+            .insert(server_name_key(domain), Arc::new(key));
         Ok(())
     }
 
-    /// The leaf certificate, when every name gets the same one. Only then is one
-    /// `tls-server-end-point` hash (RFC 5929 §4.1) right for every connection.
-    pub fn only_leaf(&self) -> Option<&CertificateDer<'static>> {
-        let leaf = self.default.cert.first()?;
-        self.by_domain
-            .values()
-            .all(|key| key.cert.first() == Some(leaf))
-            .then_some(leaf)
+    /// The `tls-server-end-point` hash (RFC 5929 §4.1) of the leaf each name is
+    /// served, keyed as [`pick`](Self::pick) keys names, for the protocol core to
+    /// bind each connection to the certificate it really got.
+    pub fn end_point_hashes(&self) -> EndPointHashes {
+        let hash = |key: &CertifiedKey| key.cert.first().and_then(crate::tls::end_point_hash);
+        EndPointHashes {
+            default: hash(&self.default),
+            by_name: self
+                .by_domain
+                .iter()
+                .map(|(name, key)| (name.clone(), hash(key)))
+                .collect(),
+        }
     }
 
     /// The certificate for `server_name`, the SNI if the client sent one.
     fn pick(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
         server_name
-            .and_then(|name| self.by_domain.get(&normalize(name)))
+            .and_then(|name| self.by_domain.get(&server_name_key(name)))
             .unwrap_or(&self.default)
     }
 }
@@ -90,16 +97,10 @@ impl fmt::Debug for SniResolver {
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotCovered;
 
-/// DNS names compare without case (RFC 4343), and a client may write the root's
-/// trailing dot although RFC 6066 §3 says not to.
-fn normalize(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
-
 /// Whether the leaf of `key` is valid for `domain` as a DNS-ID (RFC 6120
 /// §13.7.1.2), checked as a client's verifier checks it.
 fn covers(key: &CertifiedKey, domain: &str) -> bool {
-    let Ok(name) = ServerName::try_from(normalize(domain)) else {
+    let Ok(name) = ServerName::try_from(server_name_key(domain)) else {
         return false;
     };
     key.cert
@@ -111,7 +112,7 @@ fn covers(key: &CertifiedKey, domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     fn key_for(names: &[&str]) -> CertifiedKey {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -149,14 +150,20 @@ mod tests {
     }
 
     #[test]
-    fn one_end_point_hash_only_when_every_name_gets_one_leaf() {
-        let default = key_for(&["localhost", "a.test"]);
-        let same = CertifiedKey::new(default.cert.clone(), Arc::clone(&default.key));
+    fn each_name_gets_the_end_point_hash_of_its_own_leaf() {
+        let default = key_for(&["localhost"]);
+        let default_hash = crate::tls::end_point_hash(&default.cert[0]);
+        let b = key_for(&["b.test"]);
+        let b_hash = crate::tls::end_point_hash(&b.cert[0]);
         let mut resolver = SniResolver::new(default);
-        assert!(resolver.only_leaf().is_some());
-        resolver.add("a.test", same).unwrap();
-        assert!(resolver.only_leaf().is_some(), "the same leaf twice");
-        resolver.add("b.test", key_for(&["b.test"])).unwrap();
-        assert_eq!(resolver.only_leaf(), None);
+        resolver.add("B.test", b).unwrap();
+        let hashes = resolver.end_point_hashes();
+        assert!(default_hash.is_some() && b_hash.is_some() && default_hash != b_hash);
+        assert_eq!(hashes.for_server_name(None), default_hash.as_deref());
+        assert_eq!(
+            hashes.for_server_name(Some("a.test")),
+            default_hash.as_deref()
+        );
+        assert_eq!(hashes.for_server_name(Some("b.test.")), b_hash.as_deref());
     }
 }

@@ -44,7 +44,7 @@ struct Sni {
     server: TestServer,
     a: CertificateDer<'static>,
     b: CertificateDer<'static>,
-    _files: tempfile::TempDir,
+    files: tempfile::TempDir,
 }
 
 impl Sni {
@@ -62,7 +62,7 @@ impl Sni {
             server,
             a,
             b,
-            _files: files,
+            files,
         }
     }
 
@@ -352,38 +352,54 @@ async fn zero_rtt_works_behind_a_domains_certificate() {
     sni.server.stop().await;
 }
 
-/// With a certificate per domain, one `tls-server-end-point` hash cannot be right
-/// for every connection, so only `tls-exporter` is offered (XEP-0440 §3).
+/// `tls-server-end-point` (RFC 5929) binds to the certificate a connection got, so
+/// with a certificate per domain the server must use the hash of the one the SNI
+/// picked. A FAST token for HT-SHA-256-ENDP proves it: the client binds its proof
+/// to b.test's certificate, on a full handshake, a resumed one and in 0-RTT, and
+/// the server accepts each (it would refuse a proof bound to another certificate).
 #[tokio::test]
-async fn per_domain_certificates_withdraw_tls_server_end_point() {
-    let sni = Sni::start().await;
-    let seen = connect(
-        sni.server.direct_tls,
-        Via::DirectTls,
-        &client(TLS13),
-        name("a.test"),
-        "a.test",
-    )
-    .await;
-    assert!(seen.features.contains("tls-exporter"), "{}", seen.features);
-    assert!(!seen.features.contains("tls-server-end-point"));
-    sni.server.stop().await;
+async fn channel_binding_follows_the_domains_own_certificate() {
+    use pipit_client::{LoginOptions, Mode, Session, TlsSettings};
 
-    let single = TestServer::start(Settings::default()).await;
-    let seen = connect(
-        single.direct_tls,
-        Via::DirectTls,
-        &client(TLS13),
-        name(DOMAIN),
-        DOMAIN,
-    )
-    .await;
-    assert!(
-        seen.features.contains("tls-server-end-point"),
-        "{}",
-        seen.features
+    let sni = Sni::start().await;
+    let creds =
+        pipit_proto::sasl::StoredCredentials::derive(PASSWORD, b"0123456789abcdef", 4096).unwrap();
+    sni.server
+        .ctx
+        .store
+        .create_user("dora", "b.test", &creds)
+        .await
+        .unwrap();
+    let mut options = LoginOptions::new("dora@b.test", PASSWORD).unwrap();
+    options.server = sni.server.c2s.to_string();
+    options.direct_tls = sni.server.direct_tls.to_string();
+    options.tls = TlsSettings::builder()
+        .add_ca_file(&sni.files.path().join("b.test.pem"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut mechanisms = Vec::new();
+    for mode in [Mode::Sasl2, Mode::Fast, Mode::Fast0Rtt] {
+        options.mode = mode;
+        let session = Session::login(&options)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
+        mechanisms.push((
+            mode.name(),
+            session.report().mechanism,
+            session.report().early_data,
+        ));
+        session.close().await.unwrap();
+    }
+    assert_eq!(
+        mechanisms,
+        [
+            ("sasl2", Some("SCRAM-SHA-256-PLUS"), false),
+            ("fast", Some("HT-SHA-256-ENDP"), false),
+            ("fast-0rtt", Some("HT-SHA-256-ENDP"), true),
+        ]
     );
-    single.stop().await;
+    sni.server.stop().await;
 }
 
 /// Starts a server for a.test and b.test whose only per-domain entry is `entry`;

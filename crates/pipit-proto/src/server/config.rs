@@ -1,5 +1,6 @@
 //! What the server core needs to know, shared by every connection.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::server::sm::SmConfig;
@@ -49,9 +50,9 @@ pub struct ServerConfig {
     pub domains: Vec<String>,
     /// The rustls configuration used for STARTTLS and Direct TLS.
     pub tls: Arc<rustls::ServerConfig>,
-    /// RFC 5929 `tls-server-end-point` data: the hash of our certificate, chosen by
-    /// its signature algorithm. `None` disables that channel-binding type.
-    pub end_point_hash: Option<Vec<u8>>,
+    /// RFC 5929 `tls-server-end-point` data: the hash of the certificate each
+    /// connection is served, which depends on its SNI when domains have their own.
+    pub end_point_hashes: EndPointHashes,
     /// The resource conflict policy.
     pub conflict_policy: ConflictPolicy,
     /// XML size limits.
@@ -71,5 +72,65 @@ impl ServerConfig {
     /// Whether `domain` (prepared) is served here.
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)
+    }
+}
+
+/// RFC 5929 `tls-server-end-point` data for every certificate the server serves: the
+/// hash (chosen by the signature algorithm) of the one picked for the name a client
+/// sends in SNI (RFC 6066 §3), and of the default one for no SNI or another name.
+/// Channel binding is only right with the hash of the certificate this very
+/// connection got, so the driver's certificate resolver and this map must pick
+/// alike: both key names by [`server_name_key`]. No hash disables that
+/// channel-binding type (and HT-SHA-256-ENDP) for the connections concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndPointHashes {
+    /// For connections without SNI, or with a name that has no certificate of its own.
+    pub default: Option<Vec<u8>>,
+    /// For a name with its own certificate, keyed by [`server_name_key`].
+    pub by_name: HashMap<String, Option<Vec<u8>>>,
+}
+
+impl EndPointHashes {
+    /// One certificate for every name.
+    pub fn single(hash: Option<Vec<u8>>) -> Self {
+        EndPointHashes {
+            default: hash,
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The hash for a connection whose client sent `server_name` in SNI.
+    pub fn for_server_name(&self, server_name: Option<&str>) -> Option<&[u8]> {
+        server_name
+            .and_then(|name| self.by_name.get(&server_name_key(name)))
+            .unwrap_or(&self.default)
+            .as_deref()
+    }
+}
+
+/// How an SNI name is compared with a domain: DNS names are case-insensitive, and
+/// a trailing dot names the same host (RFC 6066 §3 sends it without; be lenient).
+pub fn server_name_key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_follows_the_server_name() {
+        let mut hashes = EndPointHashes::single(Some(vec![1]));
+        hashes
+            .by_name
+            .insert("chat.example.org".into(), Some(vec![2]));
+        hashes.by_name.insert("nohash.example.org".into(), None);
+        assert_eq!(hashes.for_server_name(None), Some(&[1u8][..]));
+        assert_eq!(hashes.for_server_name(Some("other.org")), Some(&[1u8][..]));
+        assert_eq!(
+            hashes.for_server_name(Some("Chat.Example.ORG.")),
+            Some(&[2u8][..])
+        );
+        assert_eq!(hashes.for_server_name(Some("nohash.example.org")), None);
     }
 }

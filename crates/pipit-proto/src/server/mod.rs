@@ -15,7 +15,7 @@ mod features;
 mod sasl2;
 pub mod sm;
 
-pub use config::{ConflictPolicy, ServerConfig};
+pub use config::{ConflictPolicy, EndPointHashes, ServerConfig, server_name_key};
 pub use connection::{Event, Listener, ServerConnection};
 pub use fast::{FastTokenRecord, TOKEN_LIFETIME_SECS};
 pub use features::BIND_POLICY_NS;

@@ -10,8 +10,8 @@ use pipit_proto::jid::Jid;
 use pipit_proto::random::SeededRandom;
 use pipit_proto::sasl::StoredCredentials;
 use pipit_proto::server::{
-    ConflictPolicy, Event, FastTokenRecord, Listener, ServerConfig, ServerConnection,
-    StreamManagement,
+    ConflictPolicy, EndPointHashes, Event, FastTokenRecord, Listener, ServerConfig,
+    ServerConnection, StreamManagement,
 };
 use pipit_proto::stanza::StanzaError;
 use pipit_proto::xml::{Element, Limits};
@@ -64,7 +64,9 @@ pub fn server_config_with(
     Arc::new(ServerConfig {
         domains: vec![DOMAIN.into(), "example.org".into()],
         tls,
-        end_point_hash: Some(sha2::Sha256::digest(pipit_testkit::pki().leaf.as_ref()).to_vec()),
+        end_point_hashes: EndPointHashes::single(Some(
+            sha2::Sha256::digest(pipit_testkit::pki().leaf.as_ref()).to_vec(),
+        )),
         conflict_policy: policy,
         limits: Limits::default(),
         scram_iterations: 4096,

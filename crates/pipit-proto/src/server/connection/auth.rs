@@ -113,9 +113,7 @@ impl ServerConnection {
             self.write_element_in(&failure, ns::STREAM);
             return Ok(());
         }
-        let bindings = self
-            .transport
-            .channel_bindings(self.config.end_point_hash.as_deref());
+        let bindings = self.transport.channel_bindings(self.end_point_hash());
         let offered: Vec<_> = bindings.iter().map(|(t, _)| *t).collect();
         if let Profile::Sasl2(request) = &profile
             && let Some(ht) = mechanism
@@ -349,7 +347,7 @@ impl ServerConnection {
     /// same as on any other login.
     pub(super) fn channel_binding_types(&self) -> Vec<ChannelBindingType> {
         self.transport
-            .offered_channel_bindings(self.config.end_point_hash.as_deref())
+            .offered_channel_bindings(self.end_point_hash())
     }
 }
 

@@ -49,9 +49,7 @@ impl ServerConnection {
         let profile = Profile::Sasl2(Box::new(request.clone()));
         let cb = ChannelBindingInfo {
             plus_advertised: true,
-            data: self
-                .transport
-                .channel_bindings(self.config.end_point_hash.as_deref()),
+            data: self.transport.channel_bindings(self.end_point_hash()),
         };
         let (server, username) = match HtServer::start(mechanism, &initial.unwrap_or_default(), &cb)
         {

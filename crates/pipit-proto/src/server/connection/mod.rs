@@ -592,6 +592,14 @@ impl ServerConnection {
         self.write(&bytes);
     }
 
+    /// RFC 5929 `tls-server-end-point` data of the certificate this connection was
+    /// served (chosen by its SNI).
+    fn end_point_hash(&self) -> Option<&[u8]> {
+        self.config
+            .end_point_hashes
+            .for_server_name(self.transport.server_name())
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         self.transport.send(bytes, &mut self.out);
     }
