@@ -89,6 +89,9 @@ struct Row {
     sm_resumed: Option<bool>,
     /// The session was left detached for a later sm-resume login.
     detached: bool,
+    /// Why the session could not be left detached (the login itself succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detach_error: Option<String>,
     jid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -135,6 +138,11 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     let failed = rows.iter().filter(|r| !r.ok).count();
     if failed > 0 {
         bail!("{failed} of {} logins failed", rows.len());
+    }
+    if let Some(why) = rows.last().and_then(|r| r.detach_error.as_ref())
+        && args.detach
+    {
+        bail!("--detach: the session could not be left to resume: {why}");
     }
     Ok(())
 }
@@ -213,6 +221,7 @@ async fn login_once(mut options: LoginOptions, detach: bool) -> Row {
         pipelined: None,
         sm_resumed: None,
         detached: false,
+        detach_error: None,
         jid: None,
         error: None,
     };
@@ -232,12 +241,11 @@ async fn login_once(mut options: LoginOptions, detach: bool) -> Row {
         Err(e) => row.error = Some(e),
     }
     if detach && row.ok {
+        // The login succeeded either way; a server without resumption only means
+        // there is nothing for sm-resume to take back.
         match session.detach().await {
             Ok(_) => row.detached = true,
-            Err(e) => {
-                row.ok = false;
-                row.error = Some(format!("leaving the session to resume: {e}"));
-            }
+            Err(e) => row.detach_error = Some(e.to_string()),
         }
     } else if let Err(e) = session.close().await {
         tracing::debug!("closing the {} session: {e}", mode.name());
@@ -322,6 +330,10 @@ fn print_table(rows: &[Row]) {
             row.mechanism.unwrap_or("-"),
             match (&row.error, row.sm_resumed, row.detached) {
                 (Some(e), ..) => format!("FAILED: {e}"),
+                (None, _, false) if row.detach_error.is_some() => format!(
+                    "ok, not left detached: {}",
+                    row.detach_error.as_deref().unwrap_or_default()
+                ),
                 (None, Some(true), true) => "ok, session resumed, left detached".to_string(),
                 (None, Some(true), false) => "ok, session resumed".to_string(),
                 (None, _, true) => "ok, left detached".to_string(),

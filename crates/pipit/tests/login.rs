@@ -257,6 +257,35 @@ fn a_detached_session_is_resumed_by_the_next_process() {
 }
 
 #[test]
+fn a_server_without_resumption_cannot_be_left_detached() {
+    let server = Server::start_with(&["--sm-resume-timeout-secs", "0"]);
+    server.add_user(ALICE);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = [
+        "--mode",
+        "sasl2",
+        "--json",
+        "--detach",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let out = login(&server, ALICE.1, &args);
+    // The login worked; leaving it to resume did not, and --detach asked for that.
+    assert!(!out.status.success());
+    let rows = json_rows(&out);
+    assert_eq!(rows[0]["ok"], true, "{}", rows[0]);
+    assert_eq!(rows[0]["detached"], false);
+    let why = rows[0]["detach_error"].as_str().unwrap();
+    assert!(why.contains("did not grant stream resumption"), "{why}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--detach: the session could not be left"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_wrong_password_is_reported_per_mode_and_fails_the_run() {
     let server = server();
     let out = login(&server, "wrong", &["--mode", "all", "--json"]);
