@@ -170,7 +170,9 @@ def write(servers, checks, logins):
         "round trip after connect, as the TCP handshake would make it). `first stanza` is",
         "the message the client sent itself coming back. The modes run in order on one",
         "TLS configuration and share what the first login learned, so later modes",
-        "pipeline and resume TLS sessions.",
+        "pipeline and resume TLS sessions. The `fast-0rtt` login leaves its session",
+        "detached (XEP-0198) and `sm-resume` takes it back inline in SASL2; a server",
+        "that grants no resumption to a SASL2 login leaves `sm-resume` nothing to resume.",
         "",
     ]
     for mech in ("PLAIN", "SCRAM-SHA-256"):
