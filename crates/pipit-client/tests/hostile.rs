@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pipit_client::{ClientError, Error, LoginOptions, Mode, Session, TlsSettings};
+use pipit_client::{
+    ClientError, Error, KnownServer, LoginOptions, Mode, Session, SmSession, State, TlsSettings,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -43,6 +45,18 @@ fn options(addr: SocketAddr, mode: Mode) -> LoginOptions {
         .build()
         .unwrap();
     o.timeout = Duration::from_millis(500);
+    if mode == Mode::SmResume {
+        // A session an earlier login left, so that this one goes to the network.
+        let earlier = KnownServer {
+            sm_session: Some(SmSession {
+                id: "sm-1".into(),
+                h: 0,
+            }),
+            ..KnownServer::default()
+        };
+        o.state = State::in_memory();
+        o.state.remember(&o.server, &o.jid, &earlier).unwrap();
+    }
     o
 }
 
