@@ -46,20 +46,10 @@ pub(super) struct Seen {
 pub async fn fast_0rtt(target: &Target) -> Finding {
     const CHECK: &str = "fast-0rtt";
     let mut evidence = Evidence::default();
-    let grant = match obtain(CHECK, target, &mut evidence, true).await {
-        Ok(grant) => grant,
-        Err((verdict, detail)) => return evidence.finding(CHECK, graded(verdict, detail)),
+    let (grant, addr) = match zero_rtt_grant(CHECK, target, &mut evidence).await {
+        Ok(found) => found,
+        Err(finding) => return finding,
     };
-    let Some(addr) = target.direct_tls.clone() else {
-        let why = "0-RTT is tried over Direct TLS only: no --direct-tls given".to_owned();
-        return evidence.finding(CHECK, graded(Verdict::NotOffered, why));
-    };
-    if !grant.zero_rtt {
-        let why = "<fast xmlns='urn:xmpp:fast:0'/> does not say tls-0rtt='true' \
-                   (XEP-0484 §3.4)"
-            .to_owned();
-        return evidence.finding(CHECK, graded(Verdict::NotOffered, why));
-    }
     let ticket = match ticket(&addr, target, &grant, &mut evidence).await {
         Ok(ticket) => ticket,
         Err((verdict, why)) => {
@@ -82,6 +72,33 @@ pub async fn fast_0rtt(target: &Target) -> Finding {
     };
     evidence.add(probe, WHAT).await;
     evidence.finding(CHECK, outcome)
+}
+
+/// What every 0-RTT check needs first: a FAST token (obtained first, so that a
+/// server that cannot issue one fails here too), a Direct TLS address, and the
+/// server's word that it takes FAST in early data; otherwise the finding to report.
+pub async fn zero_rtt_grant(
+    check: &'static str,
+    target: &Target,
+    evidence: &mut Evidence,
+) -> Result<(Grant, String), Finding> {
+    let grant = match obtain(check, target, evidence, true).await {
+        Ok(grant) => grant,
+        Err((verdict, detail)) => {
+            return Err(std::mem::take(evidence).finding(check, graded(verdict, detail)));
+        }
+    };
+    let Some(addr) = target.direct_tls.clone() else {
+        let why = "0-RTT is tried over Direct TLS only: no --direct-tls given".to_owned();
+        return Err(std::mem::take(evidence).finding(check, graded(Verdict::NotOffered, why)));
+    };
+    if !grant.zero_rtt {
+        let why = "<fast xmlns='urn:xmpp:fast:0'/> does not say tls-0rtt='true' \
+                   (XEP-0484 §3.4)"
+            .to_owned();
+        return Err(std::mem::take(evidence).finding(check, graded(Verdict::NotOffered, why)));
+    }
+    Ok((grant, addr))
 }
 
 /// Connection 2: TLS 1.3 with early data enabled, the header, the features; the session

@@ -32,14 +32,16 @@ use deterministic::{Deterministic, follow};
 use relay::Tap;
 
 use super::Target;
-use super::fast_checks::{Evidence, Grant, graded, obtain};
+use super::fast_checks::{Evidence, Grant, graded};
 use super::flows::silence;
 use super::probe::{End, Probe, Waited};
 use super::report::{Finding, Verdict};
 use super::sasl2::{self, Answer};
 use super::tls::CountingStore;
 use super::xmpp::Plan;
-use super::zero_rtt_checks::{Ticket, early_config, early_flight, early_login, fetch_ticket};
+use super::zero_rtt_checks::{
+    Ticket, early_config, early_flight, early_login, fetch_ticket, zero_rtt_grant,
+};
 
 /// `0rtt-replay`: the first flight of a 0-RTT FAST login, sent again byte for byte, must
 /// log nobody in. Not offered without Direct TLS, `<fast tls-0rtt='true'/>` or a ticket
@@ -48,21 +50,10 @@ use super::zero_rtt_checks::{Ticket, early_config, early_flight, early_login, fe
 pub async fn zero_rtt_replay(target: &Target) -> Finding {
     const CHECK: &str = "0rtt-replay";
     let mut evidence = Evidence::default();
-    // As fast-0rtt: the token first, so a server that cannot issue one fails here too.
-    let grant = match obtain(CHECK, target, &mut evidence, true).await {
-        Ok(grant) => grant,
-        Err((verdict, detail)) => return evidence.finding(CHECK, graded(verdict, detail)),
+    let (grant, addr) = match zero_rtt_grant(CHECK, target, &mut evidence).await {
+        Ok(found) => found,
+        Err(finding) => return finding,
     };
-    let Some(addr) = target.direct_tls.clone() else {
-        let why = "0-RTT is tried over Direct TLS only: no --direct-tls given".to_owned();
-        return evidence.finding(CHECK, graded(Verdict::NotOffered, why));
-    };
-    if !grant.zero_rtt {
-        let why = "<fast xmlns='urn:xmpp:fast:0'/> does not say tls-0rtt='true' \
-                   (XEP-0484 §3.4)"
-            .to_owned();
-        return evidence.finding(CHECK, graded(Verdict::NotOffered, why));
-    }
     let (verdict, detail) = replayed(&addr, target, &grant, &mut evidence)
         .await
         .unwrap_or_else(|stopped| stopped);
