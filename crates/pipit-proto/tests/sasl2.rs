@@ -334,3 +334,99 @@ fn carbons_are_enabled_inline_with_bind2() {
     assert_eq!(pair.server.log.bound.len(), 1);
     assert!(pair.server.log.carbons.is_empty());
 }
+
+/// Direct TLS to a server that wants 8192 SCRAM iterations, for an account that has
+/// 4096: a password login asking for both XEP-0480 tasks gets `<continue/>`.
+fn upgrading(feed: Feed) -> Pair {
+    let mut pair = Pair::new(Listener::DirectTls, feed);
+    pair.server = Harness::with_iterations(Listener::DirectTls, feed, 8192, credentials().clone());
+    pair.client.start_tls(&client_tls(TLS13), false);
+    pair.flight(b"");
+    pair
+}
+
+const UPGRADES: &str = "<upgrade xmlns='urn:xmpp:sasl:upgrade:0'>UPGR-SCRAM-SHA-1</upgrade>\
+                        <upgrade xmlns='urn:xmpp:sasl:upgrade:0'>UPGR-SCRAM-SHA-256</upgrade>";
+
+#[test]
+fn upgrade_tasks_hold_the_login_and_refuse_what_breaks_them() {
+    // The login, a bind request and a message pipelined behind it: the tasks come
+    // first, and until they are done nothing is executed.
+    let login = format!(
+        "{}{}<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>{}",
+        header(true),
+        authenticate(
+            "PLAIN",
+            &plain_initial_response(None, "alice", PASSWORD),
+            &format!("{UPGRADES}{BIND2}")
+        ),
+        message_to("alice@localhost", "early")
+    );
+    let cases = [
+        (
+            "<next xmlns='urn:xmpp:sasl:2' task='UPGR-SCRAM-SHA-256'/>",
+            "malformed-request",
+        ),
+        (
+            "<task-data xmlns='urn:xmpp:sasl:2'><hash xmlns='urn:xmpp:scram-upgrade:0'>AAAA</hash></task-data>",
+            "malformed-request",
+        ),
+        (
+            "<next xmlns='urn:xmpp:sasl:2' task='UPGR-SCRAM-SHA-1'/>\
+             <task-data xmlns='urn:xmpp:sasl:2'><hash xmlns='urn:xmpp:scram-upgrade:0'>c2hvcnQ=</hash></task-data>",
+            "malformed-request",
+        ),
+        ("<abort xmlns='urn:xmpp:sasl:2'/>", "aborted"),
+    ];
+    for feed in Feed::all(1000) {
+        let mut pair = upgrading(feed);
+        pair.flight(login.as_bytes());
+        let text = pair.client.take_text();
+        assert!(
+            text.contains(
+                "<continue xmlns='urn:xmpp:sasl:2'><tasks><task>UPGR-SCRAM-SHA-1</task></tasks></continue>"
+            ),
+            "{feed:?}: {text}"
+        );
+        assert_eq!(count(&text, "<not-authorized"), 2, "{feed:?}: {text}");
+        let log = &pair.server.log;
+        assert!(
+            log.authenticated.is_empty() && log.bound.is_empty(),
+            "{feed:?}"
+        );
+        assert!(log.stanzas.is_empty(), "{feed:?}");
+    }
+    for (flight, condition) in cases {
+        let mut pair = upgrading(Feed::Whole);
+        pair.flight(login.as_bytes());
+        pair.client.take_text();
+        pair.flight(flight.as_bytes());
+        let text = pair.client.take_text();
+        assert!(
+            text.contains(&format!("<failure xmlns='urn:xmpp:sasl:2'><{condition} ")),
+            "{flight}: {text}"
+        );
+        let log = &pair.server.log;
+        assert!(
+            log.authenticated.is_empty() && log.bound.is_empty(),
+            "{flight}"
+        );
+        assert_eq!(log.upgrades, 0, "{flight}");
+    }
+    // A client that asks for one task only gets none: with one salt for both
+    // hashes, half an upgrade cannot be stored.
+    let mut pair = upgrading(Feed::Whole);
+    let one = format!(
+        "{}{}",
+        header(true),
+        authenticate(
+            "PLAIN",
+            &plain_initial_response(None, "alice", PASSWORD),
+            "<upgrade xmlns='urn:xmpp:sasl:upgrade:0'>UPGR-SCRAM-SHA-256</upgrade>"
+        )
+    );
+    pair.flight(one.as_bytes());
+    let text = pair.client.take_text();
+    assert!(text.contains("<success xmlns='urn:xmpp:sasl:2'>"), "{text}");
+    assert!(!text.contains("<continue"), "{text}");
+}

@@ -350,6 +350,18 @@ async fn drive(
                     user_agent.as_deref().unwrap_or("not given")
                 );
             }
+            Event::CredentialsUpgraded { jid, credentials } => {
+                // XEP-0480: the login goes on even if this fails; the account keeps
+                // its older count and can upgrade at a later login.
+                let (local, domain) = (jid.local().unwrap_or_default(), jid.domain());
+                match ctx.store.set_credentials(local, domain, &credentials).await {
+                    Ok(()) => tracing::info!(
+                        "{jid}: credentials upgraded to {} iterations",
+                        credentials.iterations
+                    ),
+                    Err(e) => tracing::error!("{jid}: storing upgraded credentials: {e}"),
+                }
+            }
             Event::NeedFastTokens { username, domain } => {
                 let tokens = fast::tokens(ctx, &username, &domain).await;
                 conn.provide_fast_tokens(tokens);

@@ -63,6 +63,26 @@ impl StoredCredentials {
         bool::from(keys.stored_key.ct_eq(&self.sha256.stored_key))
     }
 
+    /// XEP-0480 §3: credentials from the SaltedPassword (RFC 5802 §3) of each hash,
+    /// which a client computed for a new salt and iteration count: the server never
+    /// sees the password. `None` when a SaltedPassword has the wrong length.
+    pub(crate) fn from_salted(
+        salt: &[u8],
+        iterations: u32,
+        sha1: &[u8],
+        sha256: &[u8],
+    ) -> Option<Self> {
+        let keys = |hash: ScramHash, salted: &[u8]| {
+            (salted.len() == hash.output_len()).then(|| hash.keys(salted).1)
+        };
+        Some(StoredCredentials {
+            salt: salt.to_vec(),
+            iterations,
+            sha1: keys(ScramHash::Sha1, sha1)?,
+            sha256: keys(ScramHash::Sha256, sha256)?,
+        })
+    }
+
     /// The keys for one SCRAM hash.
     pub(crate) fn keys(&self, hash: ScramHash) -> &ScramKeys {
         match hash {
@@ -70,6 +90,21 @@ impl StoredCredentials {
             ScramHash::Sha256 => &self.sha256,
         }
     }
+}
+
+/// RFC 5802 §3 `SaltedPassword := Hi(Normalize(password), salt, i)`: what a client
+/// answers an XEP-0480 SCRAM upgrade task with.
+pub(crate) fn salted_password(
+    hash: ScramHash,
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<Vec<u8>, SaslError> {
+    if salt.is_empty() || iterations == 0 {
+        return Err(SaslError::Internal("empty salt or zero iteration count"));
+    }
+    let password = saslprep(password).ok_or(SaslError::SaslPrep)?;
+    Ok(hash.hi(password.as_bytes(), salt, iterations))
 }
 
 #[cfg(test)]
@@ -126,5 +161,27 @@ mod tests {
         assert_eq!(creds.sha1.server_key.len(), 20);
         assert_eq!(creds.sha256.stored_key.len(), 32);
         assert_eq!(creds.sha256.server_key.len(), 32);
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    #[test]
+    fn keys_from_salted_passwords_match_keys_from_the_password() {
+        let salted = |hash| salted_password(hash, "pencil", b"new-salt", 8192).unwrap();
+        let upgraded = StoredCredentials::from_salted(
+            b"new-salt",
+            8192,
+            &salted(ScramHash::Sha1),
+            &salted(ScramHash::Sha256),
+        );
+        let derived = StoredCredentials::derive("pencil", b"new-salt", 8192).unwrap();
+        assert_eq!(upgraded, Some(derived));
+        // A SaltedPassword of the wrong length is refused, not truncated.
+        let short = StoredCredentials::from_salted(b"s", 1, &[0; 19], &[0; 32]);
+        assert_eq!(short, None);
+        assert!(salted_password(ScramHash::Sha1, "pencil", b"", 1).is_err());
     }
 }

@@ -55,8 +55,10 @@ mod server;
 mod tests;
 
 pub use channel_binding::{ChannelBindingInfo, ChannelBindingType, end_point_hash};
+pub(crate) use credentials::salted_password;
 pub use credentials::{ScramKeys, StoredCredentials};
 pub use error::SaslError;
+pub(crate) use hash::ScramHash;
 pub use ht::{
     HT_TOKEN_MIN_LEN, HtMechanism, HtServer, HtTokenKey, ht_initial_response, ht_token_string,
     ht_verify_server,

@@ -91,6 +91,10 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
                     // `<authenticate/>`.
                     .with_child(Element::new("sm", ns::SM)),
             );
+            // XEP-0480 §2.1: the SCRAM upgrade tasks this server can run.
+            for upgrade in crate::server::scram_upgrade::features() {
+                authentication.append_child(upgrade);
+            }
             features.append_child(authentication);
             if !channel_bindings.is_empty() {
                 // XEP-0440 §3: advertise the channel-binding types we support.

@@ -13,6 +13,7 @@ mod early_data;
 mod fast;
 mod features;
 mod sasl2;
+mod scram_upgrade;
 pub mod sm;
 
 pub use config::{ConflictPolicy, EndPointHashes, ServerConfig, server_name_key};

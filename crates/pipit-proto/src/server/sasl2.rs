@@ -31,6 +31,8 @@ pub(crate) struct Authenticate {
     pub config_version: Option<String>,
     /// XEP-0484: what the client asks of FAST.
     pub fast: FastRequest,
+    /// XEP-0480 §2.2: the upgrade tasks the client asks for.
+    pub upgrades: Vec<String>,
 }
 
 impl Authenticate {
@@ -62,6 +64,11 @@ impl Authenticate {
                 .and_then(|c| c.attr("value"))
                 .map(str::to_owned),
             fast: FastRequest::parse(el),
+            upgrades: el
+                .children()
+                .filter(|c| c.is("upgrade", ns::SASL_UPGRADE))
+                .map(|c| c.text().trim().to_owned())
+                .collect(),
         })
     }
 }

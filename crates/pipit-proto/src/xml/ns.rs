@@ -39,5 +39,9 @@ pub const IAP: &str = "urn:xmpp:iap:0";
 pub const FAST: &str = "urn:xmpp:fast:0";
 /// XEP-0198 Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0480 SASL Upgrade Tasks.
+pub const SASL_UPGRADE: &str = "urn:xmpp:sasl:upgrade:0";
+/// XEP-0480 §3 SCRAM upgrade task data.
+pub const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
 /// XEP-0280 Message Carbons.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";

@@ -75,7 +75,7 @@ pub fn server_config_with(
     })
 }
 
-fn credentials() -> &'static StoredCredentials {
+pub fn credentials() -> &'static StoredCredentials {
     static CREDS: OnceLock<StoredCredentials> = OnceLock::new();
     CREDS.get_or_init(|| StoredCredentials::derive(PASSWORD, b"test-salt-123456", 4096).unwrap())
 }
@@ -99,6 +99,8 @@ pub struct Log {
     pub parked: Option<Parked>,
     /// Resumption requests, and whether each found its session.
     pub resumptions: Vec<bool>,
+    /// XEP-0480 upgrades of the credentials.
+    pub upgrades: usize,
 }
 
 /// A detached session: its SM-ID, full JID and stream management state.
@@ -115,6 +117,8 @@ pub struct Parked {
 /// delivered).
 pub struct Harness {
     pub conn: ServerConnection,
+    /// What the accounts' credentials are (an XEP-0480 upgrade replaces them).
+    pub credentials: StoredCredentials,
     pub log: Log,
     pub taken_resources: Vec<String>,
     pub feed: Feed,
@@ -142,9 +146,25 @@ impl Harness {
         )
     }
 
+    /// A harness whose server wants this many SCRAM iterations (XEP-0480 upgrades
+    /// accounts below it) and holds these credentials.
+    pub fn with_iterations(
+        listener: Listener,
+        feed: Feed,
+        iterations: u32,
+        credentials: StoredCredentials,
+    ) -> Self {
+        let mut config = (*server_config(ConflictPolicy::Replace)).clone();
+        config.scram_iterations = iterations;
+        let mut harness = Self::build(listener, Arc::new(config), feed, 7);
+        harness.credentials = credentials;
+        harness
+    }
+
     fn build(listener: Listener, config: Arc<ServerConfig>, feed: Feed, seed: u64) -> Self {
         Harness {
             conn: ServerConnection::new(config, listener, Box::new(SeededRandom::new(seed))),
+            credentials: credentials().clone(),
             log: Log::default(),
             taken_resources: Vec::new(),
             feed,
@@ -182,7 +202,7 @@ impl Harness {
                     self.log.credential_lookups += 1;
                     let known = matches!(username.as_str(), "alice" | "bob") && domain == DOMAIN;
                     self.conn
-                        .provide_credentials(known.then(|| credentials().clone()));
+                        .provide_credentials(known.then(|| self.credentials.clone()));
                 }
                 Event::Authenticated { jid, .. } => self.log.authenticated.push(jid),
                 Event::BindRequest {
@@ -250,6 +270,10 @@ impl Harness {
                 }
                 Event::RevokeFastToken { key, .. } => {
                     self.log.fast_tokens.retain(|t| t.0 != key);
+                }
+                Event::CredentialsUpgraded { credentials, .. } => {
+                    self.log.upgrades += 1;
+                    self.credentials = credentials;
                 }
                 Event::ResumeRequest { jid, previd } => {
                     // The registry's rule: the same SM-ID, and the same account.

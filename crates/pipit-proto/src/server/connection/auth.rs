@@ -16,6 +16,7 @@ use crate::server::early_data;
 use crate::server::fast;
 use crate::server::features;
 use crate::server::sasl2::{self, Authenticate};
+use crate::server::scram_upgrade;
 use crate::server::sm::Via;
 use crate::xml::{Element, ns};
 
@@ -27,6 +28,7 @@ impl ServerConnection {
             return;
         };
         let nonce = self.nonce();
+        exchange.stored_iterations = credentials.as_ref().map(|c| c.iterations);
         let step = exchange.session.credentials(credentials.as_ref(), &nonce);
         self.sasl_continue(exchange, step);
         self.process();
@@ -162,6 +164,7 @@ impl ServerConnection {
                     mechanism,
                     username: String::new(),
                     profile,
+                    stored_iterations: None,
                 };
                 self.sasl_continue(exchange, Ok(step));
             }
@@ -231,6 +234,17 @@ impl ServerConnection {
                     Profile::Sasl2(request) => request.user_agent.clone(),
                     Profile::Sasl1 => None,
                 };
+                if let Profile::Sasl2(request) = &exchange.profile
+                    && exchange.stored_iterations.is_some_and(|i| {
+                        scram_upgrade::wanted(&request.upgrades, i, self.config.scram_iterations)
+                    })
+                {
+                    let Profile::Sasl2(request) = exchange.profile else {
+                        return;
+                    };
+                    let mechanism = exchange.mechanism.name();
+                    return self.start_upgrade(jid, mechanism, *request, additional_data);
+                }
                 self.events.push_back(Event::Authenticated {
                     jid: jid.clone(),
                     mechanism: exchange.mechanism.name(),

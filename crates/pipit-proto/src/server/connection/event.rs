@@ -25,6 +25,15 @@ pub enum Event {
         /// The SASL2 user-agent id (XEP-0388 §2.3), if the client sent one.
         user_agent: Option<String>,
     },
+    /// XEP-0480: the account's credentials, re-salted at the configured iteration
+    /// count from what the client computed (the password never came). Store them in
+    /// place of the old ones; the login goes on either way.
+    CredentialsUpgraded {
+        /// The account.
+        jid: Jid,
+        /// The new credentials.
+        credentials: crate::sasl::StoredCredentials,
+    },
     /// The client asks to bind a resource (`None`: the server picks). Answer with
     /// [`ServerConnection::complete_bind`](super::ServerConnection::complete_bind); input is held until then.
     BindRequest {

@@ -25,6 +25,7 @@ mod binding;
 mod event;
 mod fast_login;
 mod stream_management;
+mod upgrade;
 
 pub use event::Event;
 
@@ -62,6 +63,8 @@ enum State {
         /// An inline `<enable/>` of stream management (XEP-0386 §4).
         sm_enable: Option<Element>,
     },
+    /// A SASL2 password login runs XEP-0480 upgrade tasks before its `<success/>`.
+    Sasl2Upgrade(Box<crate::server::scram_upgrade::Upgrade>),
     /// A FAST authentication waits for the driver's token lookup.
     FastTokens(FastExchange),
     /// A FAST authentication waits for the driver's replay check of its count.
@@ -82,6 +85,9 @@ struct SaslExchange {
     mechanism: Mechanism,
     username: String,
     profile: Profile,
+    /// The iteration count of the account's stored credentials, once looked up:
+    /// below the configured one, an XEP-0480 upgrade may follow.
+    stored_iterations: Option<u32>,
 }
 
 /// Which SASL profile the exchange speaks: RFC 6120's, or XEP-0388's (SASL2).
@@ -424,6 +430,8 @@ impl ServerConnection {
             (ns::SASL, "auth") => self.auth(&el),
             (ns::SASL2, "authenticate") => self.authenticate2(&el),
             (ns::SASL | ns::SASL2, "response") => self.sasl_response(&el),
+            (ns::SASL2, "next") => self.upgrade_next(&el),
+            (ns::SASL2, "task-data") => self.upgrade_task_data(&el),
             (ns::SASL | ns::SASL2, "abort") => {
                 let profile = match std::mem::replace(&mut self.state, State::Open) {
                     State::SaslChallenge(exchange) => exchange.profile,
