@@ -88,6 +88,9 @@ struct Entry {
     /// The session a login left detached for resumption.
     #[serde(default)]
     sm_session: Option<StoredSmSession>,
+    /// XEP-0480 upgrade tasks offered in SASL2.
+    #[serde(default)]
+    upgrade_tasks: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -159,6 +162,7 @@ impl State {
                     id: s.id.clone(),
                     h: s.h,
                 }),
+                upgrade_tasks: e.upgrade_tasks.clone(),
             })
     }
 
@@ -186,6 +190,7 @@ impl State {
                 id: s.id.clone(),
                 h: s.h,
             }),
+            upgrade_tasks: known.upgrade_tasks.clone(),
         };
         let mut inner = self.lock();
         let servers = &mut inner.file.servers;
@@ -359,6 +364,7 @@ mod tests {
                 id: "sm-1".into(),
                 h: 7,
             }),
+            upgrade_tasks: vec!["UPGR-SCRAM-SHA-256".into()],
         }
     }
 

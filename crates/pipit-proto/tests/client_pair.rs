@@ -8,7 +8,7 @@ use pipit_proto::client::{
 };
 use pipit_proto::jid::Jid;
 use pipit_proto::random::SeededRandom;
-use pipit_proto::sasl::Mechanism;
+use pipit_proto::sasl::{Mechanism, StoredCredentials};
 use pipit_proto::server::{ConflictPolicy, Listener};
 use pipit_proto::xml::{Element, ns};
 use support::*;
@@ -34,6 +34,11 @@ struct Run {
 struct Carry {
     tokens: Vec<([u8; 32], String, u64)>,
     parked: Option<Parked>,
+    /// The server's wanted SCRAM iteration count and the account's credentials,
+    /// when not the defaults (XEP-0480 upgrades).
+    iterations: Option<u32>,
+    credentials: Option<StoredCredentials>,
+    upgrades: usize,
 }
 
 fn config(
@@ -69,7 +74,7 @@ fn run_in(
 ) -> Result<Run, ClientError> {
     let mut carry = Carry {
         tokens: std::mem::take(tokens),
-        parked: None,
+        ..Carry::default()
     };
     let run = run_carrying(config, feed, &mut carry);
     *tokens = carry.tokens;
@@ -85,7 +90,13 @@ fn run_carrying(config: ClientConfig, feed: Feed, carry: &mut Carry) -> Result<R
     } else {
         Listener::StartTls
     };
-    let mut server = Harness::new(listener, ConflictPolicy::Replace, feed);
+    let mut server = match carry.iterations {
+        Some(iterations) => {
+            let credentials = carry.credentials.clone().unwrap_or(credentials().clone());
+            Harness::with_iterations(listener, feed, iterations, credentials)
+        }
+        None => Harness::new(listener, ConflictPolicy::Replace, feed),
+    };
     server.log.fast_tokens = std::mem::take(&mut carry.tokens);
     server.log.parked = carry.parked.take();
     let mut client = ClientConnection::new(config, Box::new(SeededRandom::new(3)))?;
@@ -117,6 +128,8 @@ fn run_carrying(config: ClientConfig, feed: Feed, carry: &mut Carry) -> Result<R
                 }
                 ClientEvent::Stanza(s) if s.get_child("body", ns::CLIENT).is_some() => {
                     server.drop_connection();
+                    carry.credentials = Some(server.credentials.clone());
+                    carry.upgrades += server.log.upgrades;
                     carry.tokens = std::mem::take(&mut server.log.fast_tokens);
                     carry.parked = server.log.parked.take();
                     return Ok(Run {
@@ -446,6 +459,7 @@ fn sm_resume_takes_the_session_back_in_the_sasl2_round_trips() {
                     jid: p.jid.clone(),
                     sm: p.sm.clone(),
                 }),
+                ..Carry::default()
             };
             let got = run_carrying(
                 config(Mode::SmResume, mechanism, Some(known.clone()), password),
@@ -494,4 +508,63 @@ fn sm_resume_without_a_saved_session_says_so() {
     )
     .err();
     assert_eq!(error, Some(ClientError::NoSmSession));
+}
+
+#[test]
+fn a_password_login_raises_the_iteration_count_once() {
+    // XEP-0480: the server wants 8192 iterations, the account has 4096. Two tasks
+    // (SHA-1, SHA-256), each <continue/> + <next/>, then the salt and the
+    // SaltedPassword: four round trips, once; the message pipelined behind the
+    // login is refused meanwhile and sent again after <success/>.
+    for (mechanism, plain_trips) in [(Mechanism::Plain, 3), (Mechanism::ScramSha256, 4)] {
+        let cache = known(Some(mechanism));
+        assert_eq!(
+            cache.upgrade_tasks,
+            ["UPGR-SCRAM-SHA-1", "UPGR-SCRAM-SHA-256"]
+        );
+        for feed in Feed::all(1400) {
+            let mut carry = Carry {
+                iterations: Some(8192),
+                ..Carry::default()
+            };
+            let sasl2 = || config(Mode::Sasl2, Some(mechanism), Some(cache.clone()), PASSWORD);
+            let got = run_carrying(sasl2(), feed, &mut carry).unwrap();
+            assert_eq!(
+                (got.to_bound, got.to_stanza),
+                (plain_trips + 4, plain_trips + 5),
+                "{mechanism:?} {feed:?}"
+            );
+            assert_eq!(carry.upgrades, 1);
+            let upgraded = carry.credentials.clone().unwrap();
+            assert_eq!(upgraded.iterations, 8192);
+            assert!(
+                upgraded.verify_password(PASSWORD),
+                "the same password, re-salted"
+            );
+            assert_ne!(upgraded.salt, credentials().salt);
+            // The account is current now: the next login runs no task.
+            let again = run_carrying(sasl2(), feed, &mut carry).unwrap();
+            assert_eq!(
+                (again.to_bound, again.to_stanza),
+                (plain_trips, plain_trips)
+            );
+            assert_eq!(carry.upgrades, 1, "{mechanism:?} {feed:?}");
+        }
+    }
+}
+
+#[test]
+fn a_fast_login_never_upgrades() {
+    // A token proves no password: a FAST login gets no task even below the count.
+    let mut carry = Carry::default();
+    let learned = with_token(&mut carry.tokens);
+    carry.iterations = Some(8192);
+    let got = run_carrying(
+        config(Mode::Fast, None, Some(learned), ""),
+        Feed::Whole,
+        &mut carry,
+    )
+    .unwrap();
+    assert_eq!(got.to_bound, 3);
+    assert_eq!(carry.upgrades, 0);
 }

@@ -257,6 +257,27 @@ fn a_detached_session_is_resumed_by_the_next_process() {
 }
 
 #[test]
+fn a_password_login_re_salts_an_account_below_the_iteration_count() {
+    // The account was made with the default 4096 iterations; the server now wants
+    // 8192 and offers XEP-0480 upgrade tasks.
+    let server = Server::start_with(&["--scram-iterations", "8192"]);
+    server.add_user(ALICE);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let run = |mech: &str| {
+        let args = ["--mode", "sasl2", "--mech", mech, "--json", "--state", state];
+        round_trips(&json_rows(&login(&server, ALICE.1, &args)))
+    };
+    // No grounds yet: 4 round trips, and 4 more for the two tasks (each
+    // <continue/> + <next/>, then the salt and the SaltedPassword).
+    assert_eq!(run("PLAIN"), expect(&[("sasl2", 8)]));
+    // SCRAM with the re-salted keys works, and finds nothing left to upgrade.
+    assert_eq!(run("SCRAM-SHA-256"), expect(&[("sasl2", 4)]));
+    assert_eq!(run("SCRAM-SHA-1"), expect(&[("sasl2", 4)]));
+}
+
+#[test]
 fn a_server_without_resumption_cannot_be_left_detached() {
     let server = Server::start_with(&["--sm-resume-timeout-secs", "0"]);
     server.add_user(ALICE);

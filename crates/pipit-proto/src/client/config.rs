@@ -125,6 +125,8 @@ pub struct KnownServer {
     pub sm_resume_inline: bool,
     /// The resumable session the last login left, if any (XEP-0198 §5).
     pub sm_session: Option<SmSession>,
+    /// The XEP-0480 upgrade tasks offered in SASL2's features.
+    pub upgrade_tasks: Vec<String>,
 }
 
 /// A FAST token (XEP-0484 §3.3): a secret as good as the password for one mechanism,

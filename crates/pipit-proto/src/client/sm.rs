@@ -62,6 +62,14 @@ impl ClientSm {
         });
     }
 
+    /// The stanzas sent since the request were refused (an XEP-0480 task came
+    /// before `<success/>`): they go again, and are counted, after it.
+    pub fn refused(&mut self) {
+        if let Some(pending) = &mut self.pending {
+            pending.sent.clear();
+        }
+    }
+
     /// A stanza went out.
     pub fn sent(&mut self, el: &Element) {
         if !is_stanza(el) {

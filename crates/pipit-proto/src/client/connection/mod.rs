@@ -15,6 +15,7 @@ use crate::xml::{Element, StreamEvent, StreamParser, escape_attr_value, ns};
 mod binding;
 mod fast_login;
 mod sasl;
+mod upgrade;
 
 /// What the client tells its driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,8 @@ enum State {
     Features,
     /// `<auth/>` (or a `<response/>`) sent.
     Sasl(Sasl),
+    /// SASL2 succeeded into an XEP-0480 upgrade task for this hash.
+    Upgrading(crate::sasl::ScramHash),
     /// SASL succeeded; waiting for the restarted stream's features.
     Restarted,
     /// Bind request sent.
@@ -327,6 +330,8 @@ impl ClientConnection {
             (ns::SASL | ns::SASL2, "challenge") => self.challenge(&el),
             (ns::SASL, "success") => self.success(&el),
             (ns::SASL2, "success") => self.success2(&el),
+            (ns::SASL2, "continue") => self.continue2(&el),
+            (ns::SASL2, "task-data") => self.task_data(&el),
             (ns::SASL2, "failure")
                 if el.get_child("config-version-mismatch", ns::IAP).is_some() =>
             {
@@ -422,6 +427,14 @@ impl ClientConnection {
             .and_then(|i| i.get_child("bind", ns::BIND2))
             .and_then(|b| b.get_child("inline", ns::BIND2))
             .is_some_and(|i| i.children().any(|f| f.attr("var") == Some(ns::SM)));
+        self.learned.upgrade_tasks = sasl2
+            .map(|a| {
+                a.children()
+                    .filter(|c| c.is("upgrade", ns::SASL_UPGRADE))
+                    .map(|c| c.text().trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         self.learned.config_version = features
             .get_child("config-version", ns::IAP)
             .and_then(|c| c.attr("value"))

@@ -132,6 +132,11 @@ impl ClientConnection {
         }
         if let Some(count) = fast_count {
             auth.append_child(Element::new("fast", ns::FAST).with_attr("count", count.to_string()));
+        } else {
+            // XEP-0480 §2.2: a password login lets the server re-salt the account.
+            for upgrade in self.upgrade_requests() {
+                auth.append_child(upgrade);
+            }
         }
         if let Some(version) = &self.learned.config_version {
             auth.append_child(
@@ -231,28 +236,50 @@ impl ClientConnection {
     /// XEP-0388 §2.6.1: SASL2 success; no restart. With `<bound/>` the session is
     /// usable at once (XEP-0386 §3); otherwise bind the RFC 6120 way.
     pub(super) fn success2(&mut self, el: &Element) -> Result<(), ClientError> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            // The server proved itself in the first <continue/>.
+            State::Upgrading(_) => {}
+            State::Sasl(sasl) => self.verify_server(sasl, el)?,
+            _ => return Err(ClientError::Unexpected("SASL2 success".into())),
+        }
+        self.success2_verified(el)
+    }
+
+    /// XEP-0388: the additional data of the SASL2 element that ends the exchange
+    /// (`<success/>`, or the first `<continue/>`) must prove the server: the SCRAM
+    /// server signature, or FAST's server proof.
+    pub(super) fn verify_server(&self, sasl: Sasl, el: &Element) -> Result<(), ClientError> {
         let additional = el
             .get_child("additional-data", ns::SASL2)
             .map(decode)
             .transpose()?
             .unwrap_or_default();
-        match std::mem::replace(&mut self.state, State::Closed) {
-            State::Sasl(Sasl::Plain) => {}
-            State::Sasl(Sasl::ScramFinal(scram)) => scram.verify_server_final(&additional)?,
+        match sasl {
+            Sasl::Plain => {}
+            Sasl::ScramFinal(scram) => scram.verify_server_final(&additional)?,
             // Mutual authentication: the server proves it knows the token too.
-            State::Sasl(Sasl::Fast {
+            Sasl::Fast {
                 mechanism,
                 token,
                 cb_data,
-            }) => {
+            } => {
                 if !ht_verify_server(mechanism, &token, &cb_data, &additional) {
                     return Err(ClientError::Unexpected(
                         "FAST server proof does not verify".into(),
                     ));
                 }
             }
-            _ => return Err(ClientError::Unexpected("SASL2 success".into())),
+            Sasl::ScramFirst(_) => {
+                return Err(ClientError::Unexpected(
+                    "SASL2 outcome before the SCRAM exchange ended".into(),
+                ));
+            }
         }
+        Ok(())
+    }
+
+    /// The rest of a SASL2 success, once the server has proved itself.
+    fn success2_verified(&mut self, el: &Element) -> Result<(), ClientError> {
         self.learned.credentials_ok = true;
         if let Some(issued) = el.get_child("token", ns::FAST) {
             let requested = self.token_requested.map(str::to_owned);
