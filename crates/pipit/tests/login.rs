@@ -265,16 +265,19 @@ fn a_password_login_re_salts_an_account_below_the_iteration_count() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state = state.to_str().unwrap();
-    let run = |mech: &str| {
-        let args = ["--mode", "sasl2", "--mech", mech, "--json", "--state", state];
+    let run = |mode: &str, mech: &str| {
+        let args = ["--mode", mode, "--mech", mech, "--json", "--state", state];
         round_trips(&json_rows(&login(&server, ALICE.1, &args)))
     };
     // No grounds yet: 4 round trips, and 4 more for the two tasks (each
     // <continue/> + <next/>, then the salt and the SaltedPassword).
-    assert_eq!(run("PLAIN"), expect(&[("sasl2", 8)]));
+    assert_eq!(run("sasl2", "PLAIN"), expect(&[("sasl2", 8)]));
+    // The FAST token that login got was stored after the new credentials, so the
+    // change of keys did not take it away.
+    assert_eq!(run("fast", "PLAIN"), expect(&[("fast", 3)]));
     // SCRAM with the re-salted keys works, and finds nothing left to upgrade.
-    assert_eq!(run("SCRAM-SHA-256"), expect(&[("sasl2", 4)]));
-    assert_eq!(run("SCRAM-SHA-1"), expect(&[("sasl2", 4)]));
+    assert_eq!(run("sasl2", "SCRAM-SHA-256"), expect(&[("sasl2", 4)]));
+    assert_eq!(run("sasl2", "SCRAM-SHA-1"), expect(&[("sasl2", 4)]));
 }
 
 #[test]
