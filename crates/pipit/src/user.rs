@@ -39,6 +39,20 @@ pub enum UserCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Create COUNT accounts PREFIX1@DOMAIN … PREFIXCOUNT@DOMAIN with one password, for
+    /// load and soak tests, in the first served domain (--domain); accounts that
+    /// exist already are left as they are.
+    AddMany {
+        /// The name before the number, e.g. `soak` for soak1@localhost, soak2@localhost…
+        prefix: String,
+        /// How many accounts.
+        count: u32,
+        /// Their password (each account still gets its own salt).
+        #[arg(long)]
+        password: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// List accounts, one JID a line.
     List {
         #[command(flatten)]
@@ -81,6 +95,31 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot delete {jid}"))?;
             println!("deleted {jid}");
+        }
+        UserCommand::AddMany {
+            prefix,
+            count,
+            password,
+            config,
+        } => {
+            let config = config.resolve()?;
+            let domain = config.domains[0].clone();
+            // Checked once, on the first name, for a clear error before any work.
+            account(&config, &format!("{prefix}1@{domain}"))?;
+            let store = pipit_store::open(&config.database).await?;
+            let (mut added, mut existing) = (0u32, 0u32);
+            for n in 1..=count {
+                let jid = account(&config, &format!("{prefix}{n}@{domain}"))?;
+                let creds = credentials(&config, Some(password.clone()))?;
+                match store.create_user(local(&jid), jid.domain(), &creds).await {
+                    Ok(()) => added += 1,
+                    Err(pipit_store::StoreError::UserExists) => existing += 1,
+                    Err(e) => return Err(e).with_context(|| format!("cannot add {jid}")),
+                }
+            }
+            println!(
+                "added {added} accounts {prefix}1..{prefix}{count}@{domain} ({existing} existed)"
+            );
         }
         UserCommand::List { config } => {
             let config = config.resolve()?;

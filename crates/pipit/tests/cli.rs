@@ -160,6 +160,52 @@ fn user_commands_work_while_the_server_runs() {
 }
 
 #[test]
+fn add_many_makes_numbered_accounts_once() {
+    let server = Server::start();
+    let dir = data_dir(&server);
+    let add = |count: &str| {
+        pipit_ok(&[
+            "user",
+            "add-many",
+            "soak",
+            count,
+            "--password",
+            "pw",
+            "--data-dir",
+            dir,
+        ])
+    };
+    assert_eq!(
+        add("3"),
+        "added 3 accounts soak1..soak3@localhost (0 existed)\n"
+    );
+    // Again, and one more: what exists is left alone.
+    assert_eq!(
+        add("4"),
+        "added 1 accounts soak1..soak4@localhost (3 existed)\n"
+    );
+    let list = pipit_ok(&["user", "list", "--data-dir", dir]);
+    for n in 1..=4 {
+        assert!(list.contains(&format!("soak{n}@localhost\n")), "{list}");
+    }
+    assert!(logs_in(&server, "soak4", "pw"));
+    let bad = pipit_err(&[
+        "user",
+        "add-many",
+        "a@b",
+        "2",
+        "--password",
+        "pw",
+        "--data-dir",
+        dir,
+    ]);
+    assert!(
+        bad.contains("not a valid JID") || bad.contains("name@domain"),
+        "{bad}"
+    );
+}
+
+#[test]
 fn mistakes_get_messages_that_say_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().to_str().unwrap();
