@@ -1,6 +1,7 @@
 //! Everything a login needs to know.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ pub struct LoginOptions {
     /// Stanzas to send as soon as the protocol allows: with a pipelined login they
     /// ride in the same flight as the bind request, otherwise right after binding.
     pub initial_stanzas: Vec<Element>,
+    /// The local address to connect from [default: the OS picks]: a load test
+    /// spreads its clients over 127.0.0.0/8 to look like many hosts.
+    pub local_addr: Option<IpAddr>,
 }
 
 impl LoginOptions {
@@ -84,6 +88,7 @@ impl LoginOptions {
             emulated_rtt: None,
             timeout: DEFAULT_TIMEOUT,
             initial_stanzas: Vec::new(),
+            local_addr: None,
         })
     }
 
@@ -141,6 +146,7 @@ impl fmt::Debug for LoginOptions {
             .field("state", &self.state.path())
             .field("emulated_rtt", &self.emulated_rtt)
             .field("timeout", &self.timeout)
+            .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
     }
 }

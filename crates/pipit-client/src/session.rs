@@ -2,7 +2,7 @@
 //! counting round trips until the resource is bound.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use pipit_proto::client::{ClientConnection, ClientError, ClientEvent, Mode, SmSession};
@@ -11,7 +11,7 @@ use pipit_proto::random::Random;
 use pipit_proto::xml::Element;
 use rustls::ProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout_at;
 
 use crate::error::Error;
@@ -371,7 +371,7 @@ async fn connect(
     };
     let mut last_error = None;
     for target in targets {
-        match timeout_at(deadline, TcpStream::connect(target)).await {
+        match timeout_at(deadline, open(target, options.local_addr)).await {
             Err(_) => return Err(timed_out()),
             Ok(Err(e)) => last_error = Some(e),
             Ok(Ok(stream)) => {
@@ -388,6 +388,20 @@ async fn connect(
         addr: addr.to_owned(),
         source: last_error.unwrap_or_else(|| std::io::Error::other("no address to try")),
     })
+}
+
+/// A TCP connection to `target`, from `local` when given.
+async fn open(target: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect(target).await;
+    };
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(target).await
 }
 
 /// The report's name of a TLS version.
