@@ -269,6 +269,14 @@ impl ServerConnection {
             Err(e) => {
                 self.state = State::Open;
                 self.sasl_failure(&exchange.profile, e);
+                // Only once a username was looked up was a password tried.
+                if !exchange.username.is_empty() {
+                    self.events.push_back(Event::AuthFailed {
+                        username: exchange.username,
+                        domain,
+                        mechanism: exchange.mechanism.name(),
+                    });
+                }
             }
         }
     }

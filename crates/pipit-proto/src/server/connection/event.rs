@@ -25,6 +25,20 @@ pub enum Event {
         /// The SASL2 user-agent id (XEP-0388 §2.3), if the client sent one.
         user_agent: Option<String>,
     },
+    /// A password login failed after [`Event::NeedCredentials`] was asked for the
+    /// account: a wrong password, or no such account (the two look the same, so
+    /// the driver cannot tell them apart either). The `<failure/>` is already in
+    /// the output. For the driver's failed-login throttling; failures before a
+    /// username was known (bad mechanism, malformed request, abort) are not
+    /// reported, since no password was tried.
+    AuthFailed {
+        /// The prepared localpart the client tried.
+        username: String,
+        /// The stream's domain.
+        domain: String,
+        /// The mechanism used.
+        mechanism: &'static str,
+    },
     /// XEP-0480: the account's credentials, re-salted at the configured iteration
     /// count from what the client computed (the password never came). Store them in
     /// place of the old ones; the login goes on either way.

@@ -220,6 +220,21 @@ impl ServerConnection {
         !self.is_closed() && (self.bound.is_none() || self.transport.handshaking())
     }
 
+    /// Whether the client's stream header is awaited and no TLS handshake is under
+    /// way: after connect on the STARTTLS port, after TLS completes, after a SASL
+    /// success (RFC 6120 §4.3.1, §5.4.3.3, §6.4.6). The driver's stream-open
+    /// deadline runs while it is.
+    pub fn awaits_stream_header(&self) -> bool {
+        matches!(self.state, State::AwaitHeader) && !self.transport.handshaking()
+    }
+
+    /// Whether a TLS handshake is under way (Direct TLS from connect, STARTTLS
+    /// after `<proceed/>`; with 0-RTT until the client's Finished). The driver's
+    /// TLS-handshake deadline runs while it is.
+    pub fn is_tls_handshaking(&self) -> bool {
+        !self.is_closed() && self.transport.handshaking()
+    }
+
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
