@@ -41,6 +41,25 @@ pub struct Settings {
     pub max_stanza_bytes: Option<usize>,
     /// Seconds a client has from connect to a bound resource.
     pub login_timeout_secs: Option<u64>,
+    // Abuse protection (`crate::throttle`, `crate::session`): timeouts, slow
+    // readers, failed-login throttling.
+    /// Seconds a client has to send its stream header after connect, after TLS
+    /// and after a SASL success.
+    pub stream_open_timeout_secs: Option<u64>,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_secs: Option<u64>,
+    /// Seconds a bound session may be silent before it is pinged; 0: never.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a pinged session has to answer before its stream ends.
+    pub ping_timeout_secs: Option<u64>,
+    /// Stanzas routed to a session that may wait behind output its client has
+    /// not read, before the stream ends with `<resource-constraint/>`.
+    pub max_queued_stanzas: Option<usize>,
+    /// Failed logins an address may have before its attempts are delayed.
+    pub auth_free_failures: Option<u32>,
+    /// Longest delay of a throttled login attempt, in seconds; 0 turns
+    /// throttling off.
+    pub auth_max_delay_secs: Option<u64>,
     /// Seconds a dropped session with stream management waits to be resumed
     /// (XEP-0198 §5); 0 turns resumption off.
     pub sm_resume_timeout_secs: Option<u64>,
@@ -69,6 +88,17 @@ impl Settings {
             scram_iterations: flags.scram_iterations.or(self.scram_iterations),
             max_stanza_bytes: flags.max_stanza_bytes.or(self.max_stanza_bytes),
             login_timeout_secs: flags.login_timeout_secs.or(self.login_timeout_secs),
+            stream_open_timeout_secs: flags
+                .stream_open_timeout_secs
+                .or(self.stream_open_timeout_secs),
+            tls_handshake_timeout_secs: flags
+                .tls_handshake_timeout_secs
+                .or(self.tls_handshake_timeout_secs),
+            idle_timeout_secs: flags.idle_timeout_secs.or(self.idle_timeout_secs),
+            ping_timeout_secs: flags.ping_timeout_secs.or(self.ping_timeout_secs),
+            max_queued_stanzas: flags.max_queued_stanzas.or(self.max_queued_stanzas),
+            auth_free_failures: flags.auth_free_failures.or(self.auth_free_failures),
+            auth_max_delay_secs: flags.auth_max_delay_secs.or(self.auth_max_delay_secs),
             sm_resume_timeout_secs: flags.sm_resume_timeout_secs.or(self.sm_resume_timeout_secs),
         }
     }
@@ -132,6 +162,18 @@ pub struct Config {
     pub limits: Limits,
     /// Time from connect to bound resource.
     pub login_timeout: Duration,
+    /// Time for the client's stream header, after connect, TLS or SASL success.
+    pub stream_open_timeout: Duration,
+    /// Time for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Silence before a bound session is pinged (zero: never).
+    pub idle_timeout: Duration,
+    /// Time to answer that ping.
+    pub ping_timeout: Duration,
+    /// Routed stanzas held for a client that is not reading.
+    pub max_queued_stanzas: usize,
+    /// Failed-login throttling.
+    pub throttle: crate::throttle::Policy,
     /// How long a detached session waits for resumption (zero: no resumption).
     pub sm_resume_timeout: Duration,
 }
@@ -142,6 +184,41 @@ pub const DEFAULT_DATA_DIR: &str = "pipit-data";
 pub const DEFAULT_SCRAM_ITERATIONS: u32 = 4096;
 /// Default time a detached session waits for resumption (XEP-0198 §5).
 pub const DEFAULT_SM_RESUME_TIMEOUT_SECS: u64 = 300;
+/// Default time for a stream header: one flight, on the slowest mobile link.
+pub const DEFAULT_STREAM_OPEN_TIMEOUT_SECS: u64 = 30;
+/// Default time for a TLS handshake: two flights and the key exchange.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+/// Default silence before a ping: five minutes, as clients' own keepalives go.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+/// Default time to answer a ping.
+pub const DEFAULT_PING_TIMEOUT_SECS: u64 = 60;
+/// Default stanzas held for a client that is not reading: a burst a reading client
+/// gets through in a moment, far less memory than a stalled one could cost.
+pub const DEFAULT_MAX_QUEUED_STANZAS: usize = 1000;
+
+/// A timeout setting: `default` seconds when unset; zero is refused, since it
+/// would end every connection at once.
+fn at_least_a_second(key: &str, secs: Option<u64>, default: u64) -> Result<Duration, ServerError> {
+    match secs.unwrap_or(default) {
+        0 => Err(ServerError::Config(format!(
+            "{key} must be at least 1 second"
+        ))),
+        secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+/// The failed-login throttle's numbers: the account gets twice the address's free
+/// failures (its owner's typos count there too).
+fn throttle_policy(free: Option<u32>, max_delay_secs: Option<u64>) -> crate::throttle::Policy {
+    let defaults = crate::throttle::Policy::default();
+    let ip_free = free.unwrap_or(defaults.ip_free);
+    crate::throttle::Policy {
+        ip_free,
+        account_free: ip_free.saturating_mul(2),
+        max_delay: max_delay_secs.map_or(defaults.max_delay, Duration::from_secs),
+        ..defaults
+    }
+}
 
 impl Config {
     /// Resolves settings into a configuration.
@@ -209,6 +286,31 @@ impl Config {
             scram_iterations,
             limits,
             login_timeout: Duration::from_secs(settings.login_timeout_secs.unwrap_or(60)),
+            stream_open_timeout: at_least_a_second(
+                "stream-open-timeout-secs",
+                settings.stream_open_timeout_secs,
+                DEFAULT_STREAM_OPEN_TIMEOUT_SECS,
+            )?,
+            tls_handshake_timeout: at_least_a_second(
+                "tls-handshake-timeout-secs",
+                settings.tls_handshake_timeout_secs,
+                DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            )?,
+            idle_timeout: Duration::from_secs(
+                settings
+                    .idle_timeout_secs
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            ),
+            ping_timeout: at_least_a_second(
+                "ping-timeout-secs",
+                settings.ping_timeout_secs,
+                DEFAULT_PING_TIMEOUT_SECS,
+            )?,
+            max_queued_stanzas: settings
+                .max_queued_stanzas
+                .unwrap_or(DEFAULT_MAX_QUEUED_STANZAS)
+                .max(1),
+            throttle: throttle_policy(settings.auth_free_failures, settings.auth_max_delay_secs),
             sm_resume_timeout: Duration::from_secs(
                 settings
                     .sm_resume_timeout_secs
@@ -269,6 +371,37 @@ mod tests {
         assert_eq!(config.scram_iterations, 4096);
         assert!(config.database.ends_with("pipit.sqlite3"));
         assert_eq!(config.sm_resume_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn abuse_protection_defaults_and_keys() {
+        let config = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(config.stream_open_timeout, Duration::from_secs(30));
+        assert_eq!(config.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.max_queued_stanzas, 1000);
+        assert_eq!(config.throttle, crate::throttle::Policy::default());
+        let file: Settings = toml::from_str(
+            "stream-open-timeout-secs = 5\ntls-handshake-timeout-secs = 6\n\
+             idle-timeout-secs = 0\nping-timeout-secs = 7\nmax-queued-stanzas = 8\n\
+             auth-free-failures = 2\nauth-max-delay-secs = 9\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file).unwrap();
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(6));
+        assert_eq!(config.idle_timeout, Duration::ZERO);
+        assert_eq!(config.ping_timeout, Duration::from_secs(7));
+        assert_eq!(config.max_queued_stanzas, 8);
+        assert_eq!(
+            (config.throttle.ip_free, config.throttle.account_free),
+            (2, 4)
+        );
+        assert_eq!(config.throttle.max_delay, Duration::from_secs(9));
+        let zero = Settings {
+            ping_timeout_secs: Some(0),
+            ..Settings::default()
+        };
+        let err = Config::resolve(zero).unwrap_err().to_string();
+        assert!(err.contains("ping-timeout-secs"), "{err}");
     }
 
     #[test]

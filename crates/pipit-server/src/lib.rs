@@ -20,6 +20,7 @@ pub mod router;
 mod server;
 mod session;
 pub mod sni;
+pub mod throttle;
 pub mod tls;
 
 pub use config::{Config, Settings};

@@ -16,6 +16,7 @@ use crate::error::ServerError;
 use crate::resumption::Resumption;
 use crate::router::Router;
 use crate::session::{self, OsRandom};
+use crate::throttle::Throttle;
 use crate::tls;
 use pipit_proto::random::Random;
 
@@ -31,6 +32,8 @@ pub struct Context {
     pub router: Router,
     /// Resumable sessions by SM-ID (XEP-0198 §5).
     pub resumption: Resumption,
+    /// Failed password logins by address and account, for their delays.
+    pub throttle: Throttle,
     /// Flips to true when the server shuts down; every session watches it.
     pub shutdown: watch::Sender<bool>,
     next_session_id: AtomicU64,
@@ -86,12 +89,14 @@ impl Server {
         };
         let c2s = listen(config.c2s_addr).await?;
         let direct_tls = listen(config.direct_tls_addr).await?;
+        let throttle = Throttle::new(config.throttle.clone());
         let ctx = Arc::new(Context {
             proto,
             config,
             store,
             router: Router::default(),
             resumption: Resumption::default(),
+            throttle,
             shutdown: watch::channel(false).0,
             next_session_id: AtomicU64::new(1),
         });
