@@ -371,7 +371,7 @@ fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
 }
 
 /// `100ms`, `0.1s`, `250us`, `1m`: a number and a unit.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -392,7 +392,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `host:port`, with an IPv6 host in brackets.
-fn parse_addr(s: &str) -> Result<String, String> {
+pub(crate) fn parse_addr(s: &str) -> Result<String, String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err("expected HOST:PORT, e.g. example.org:5222".into());
     };

@@ -2,6 +2,7 @@
 
 mod check;
 mod login;
+mod soak;
 mod user;
 
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ enum Command {
     Login(login::LoginArgs),
     /// Grade any XMPP server's support for each pipelined login form.
     Check(check::CheckArgs),
+    /// Run a bounded soak test against a server: well-behaved and misbehaving
+    /// clients for a set time, then a report.
+    Soak(soak::SoakArgs),
 }
 
 /// Settings shared by every command; each overrides the `--config` file.
@@ -128,6 +132,7 @@ fn main() -> anyhow::Result<()> {
             Command::User { command } => user::run(command).await,
             Command::Login(args) => login::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Soak(args) => soak::run(args).await,
         }
     })
 }

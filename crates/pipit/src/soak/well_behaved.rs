@@ -1,0 +1,82 @@
+//! The well-behaved client: log in, send oneself a message, wait for it, log out;
+//! stunt, SASL2 and FAST in turn (FAST with the token the SASL2 login left), until
+//! the soak's deadline. Anything that goes wrong is a refusal, counted by reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pipit_client::xml::{Element, ns};
+use pipit_client::{LoginOptions, Mode, Session, State};
+
+use super::Plan;
+use super::report::Outcomes;
+
+/// The longest a login, and then the message's return, may take before it counts
+/// as refused: far beyond any healthy figure, so only a real failure trips it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub async fn run(plan: Arc<Plan>, outcomes: Arc<Outcomes>, n: u32) {
+    let state = State::in_memory();
+    let modes = [Mode::Stunt, Mode::Sasl2, Mode::Fast];
+    let mut round = 0usize;
+    while Instant::now() < plan.deadline {
+        let mode = modes[round % modes.len()];
+        round += 1;
+        let mut options = match LoginOptions::new(&plan.account(n), plan.password.clone()) {
+            Ok(options) => options,
+            Err(e) => return outcomes.refused(format!("options: {e}")),
+        };
+        options.server = plan.server.clone();
+        options.direct_tls = plan.direct_tls.clone();
+        options.mode = mode;
+        options.tls = plan.tls.clone();
+        options.state = state.clone();
+        options.local_addr = plan.source(1, n);
+        options.timeout = PATIENCE;
+        options.resource = format!("soak-{n}");
+        let id = format!("soak-{n}-{round}");
+        options.initial_stanzas = vec![
+            Element::new("presence", ns::CLIENT),
+            Element::new("message", ns::CLIENT)
+                .with_attr("to", options.jid.to_string())
+                .with_attr("type", "chat")
+                .with_attr("id", id.clone())
+                .with_child(Element::new("body", ns::CLIENT).with_text("soak")),
+        ];
+        let started = Instant::now();
+        let mut session = match Session::login(&options).await {
+            Ok(session) => session,
+            Err(e) => {
+                outcomes.refused(format!("{} login: {e}", mode.name()));
+                continue;
+            }
+        };
+        outcomes.logged_in(started.elapsed());
+        match own_message(&mut session, &id).await {
+            Ok(()) => outcomes.delivered(),
+            Err(why) => outcomes.refused(format!("{} message: {why}", mode.name())),
+        }
+        if let Err(e) = session.close().await {
+            outcomes.refused(format!("{} close: {e}", mode.name()));
+        }
+    }
+}
+
+/// Waits for the message with `id` to come back.
+async fn own_message(session: &mut Session, id: &str) -> Result<(), String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match session.next_stanza(left).await {
+            Ok(Some(stanza)) if stanza.name() == "message" && stanza.attr("id") == Some(id) => {
+                return match stanza.attr("type") {
+                    Some("error") => Err("bounced".into()),
+                    _ => Ok(()),
+                };
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("the server closed the stream".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
