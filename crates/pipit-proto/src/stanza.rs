@@ -26,6 +26,8 @@ pub enum StanzaError {
     RecipientUnavailable,
     /// Something went wrong on our side (§8.3.3.6).
     InternalServerError,
+    /// A server limit was reached, e.g. the sessions an account may have (§8.3.3.18).
+    ResourceConstraint,
 }
 
 impl StanzaError {
@@ -42,6 +44,7 @@ impl StanzaError {
             StanzaError::ServiceUnavailable => "service-unavailable",
             StanzaError::RecipientUnavailable => "recipient-unavailable",
             StanzaError::InternalServerError => "internal-server-error",
+            StanzaError::ResourceConstraint => "resource-constraint",
         }
     }
 
@@ -50,7 +53,7 @@ impl StanzaError {
         match self {
             StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
             StanzaError::NotAuthorized => "auth",
-            StanzaError::RecipientUnavailable => "wait",
+            StanzaError::RecipientUnavailable | StanzaError::ResourceConstraint => "wait",
             _ => "cancel",
         }
     }
