@@ -10,6 +10,7 @@ use pipit_proto::xml::Limits;
 use serde::Deserialize;
 
 use crate::error::ServerError;
+use crate::limits::{self, ConnectionLimits};
 
 /// Settings as written in the TOML file or given as flags; every field optional so
 /// that flags can be laid over the file (flags win).
@@ -63,6 +64,17 @@ pub struct Settings {
     /// Seconds a dropped session with stream management waits to be resumed
     /// (XEP-0198 §5); 0 turns resumption off.
     pub sm_resume_timeout_secs: Option<u64>,
+    // Connection and session limits (see `crate::limits`); 0 turns each off.
+    /// Connections one address (IPv4, or IPv6 /64) may hold open at once.
+    pub max_connections_per_ip: Option<u32>,
+    /// New connections one address may open per second once its burst is spent.
+    pub connection_rate_per_ip: Option<u32>,
+    /// New connections one address may open at once before the rate applies.
+    pub connection_burst_per_ip: Option<u32>,
+    /// Connections the server holds open in all.
+    pub max_connections: Option<u32>,
+    /// Resources one account may have bound at once, detached ones included.
+    pub max_sessions_per_user: Option<u32>,
 }
 
 impl Settings {
@@ -100,6 +112,13 @@ impl Settings {
             auth_free_failures: flags.auth_free_failures.or(self.auth_free_failures),
             auth_max_delay_secs: flags.auth_max_delay_secs.or(self.auth_max_delay_secs),
             sm_resume_timeout_secs: flags.sm_resume_timeout_secs.or(self.sm_resume_timeout_secs),
+            max_connections_per_ip: flags.max_connections_per_ip.or(self.max_connections_per_ip),
+            connection_rate_per_ip: flags.connection_rate_per_ip.or(self.connection_rate_per_ip),
+            connection_burst_per_ip: flags
+                .connection_burst_per_ip
+                .or(self.connection_burst_per_ip),
+            max_connections: flags.max_connections.or(self.max_connections),
+            max_sessions_per_user: flags.max_sessions_per_user.or(self.max_sessions_per_user),
         }
     }
 }
@@ -176,6 +195,10 @@ pub struct Config {
     pub throttle: crate::throttle::Policy,
     /// How long a detached session waits for resumption (zero: no resumption).
     pub sm_resume_timeout: Duration,
+    /// Connections admitted per address, per second and in all.
+    pub connection_limits: ConnectionLimits,
+    /// Resources one account may have bound at once (0: no limit).
+    pub max_sessions_per_user: u32,
 }
 
 /// Default data directory, relative to where `pipit` runs.
@@ -316,6 +339,23 @@ impl Config {
                     .sm_resume_timeout_secs
                     .unwrap_or(DEFAULT_SM_RESUME_TIMEOUT_SECS),
             ),
+            connection_limits: ConnectionLimits {
+                per_address: settings
+                    .max_connections_per_ip
+                    .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS_PER_IP),
+                rate_per_sec: settings
+                    .connection_rate_per_ip
+                    .unwrap_or(limits::DEFAULT_CONNECTION_RATE_PER_IP),
+                burst: settings
+                    .connection_burst_per_ip
+                    .unwrap_or(limits::DEFAULT_CONNECTION_BURST_PER_IP),
+                total: settings
+                    .max_connections
+                    .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS),
+            },
+            max_sessions_per_user: settings
+                .max_sessions_per_user
+                .unwrap_or(limits::DEFAULT_MAX_SESSIONS_PER_USER),
         })
     }
 }
@@ -488,5 +528,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("two certificates"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_keys_and_zero_turns_them_off() {
+        let config = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(config.connection_limits, ConnectionLimits::default());
+        assert_eq!(config.max_sessions_per_user, 10);
+        let file: Settings = toml::from_str(
+            "max-connections-per-ip = 0\nconnection-rate-per-ip = 0\n\
+             connection-burst-per-ip = 5\nmax-connections = 0\nmax-sessions-per-user = 3\n",
+        )
+        .unwrap();
+        let config = Config::resolve(file).unwrap();
+        assert_eq!(
+            config.connection_limits,
+            ConnectionLimits {
+                burst: 5,
+                ..ConnectionLimits::UNLIMITED
+            }
+        );
+        assert_eq!(config.max_sessions_per_user, 3);
     }
 }

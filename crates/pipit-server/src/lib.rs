@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 mod fast;
 mod im;
+pub mod limits;
 pub mod resumption;
 pub mod router;
 mod server;
@@ -25,4 +26,4 @@ pub mod tls;
 
 pub use config::{Config, Settings};
 pub use error::ServerError;
-pub use server::{Context, Server};
+pub use server::{Context, Reloader, Server};

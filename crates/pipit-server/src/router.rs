@@ -40,12 +40,32 @@ struct Resource {
 #[derive(Default)]
 pub struct Router {
     accounts: Mutex<HashMap<Jid, HashMap<String, Resource>>>,
+    /// The most resources an account may have bound at once; 0 for no limit.
+    max_resources: usize,
 }
 
 impl Router {
+    /// A router that lets each account bind at most `max_resources` resources at
+    /// once (0: no limit; [`Router::default`] has none).
+    ///
+    /// Detached sessions (XEP-0198 §5) keep their entry, so they count: each still
+    /// holds a queue and receives stanzas until it is resumed or times out, and a
+    /// client that drops its connection in a loop must not pile them up without
+    /// bound. It also keeps resuming from ever failing for want of a place. A
+    /// client that logs in again with the same resource replaces its detached
+    /// session (conflict policy `replace`) and needs no new place.
+    pub fn with_max_resources(max_resources: usize) -> Router {
+        Router {
+            max_resources,
+            ..Router::default()
+        }
+    }
+
     /// Binds `resource` (or a server-chosen one) for the account `bare` under
     /// `policy` (RFC 6120 §7.7.2.2 conflict handling). `fresh` supplies random
-    /// resource parts.
+    /// resource parts. A bind that would take the account past its limit fails
+    /// with `<resource-constraint/>`, as RFC 6120 §7.6.2.1 has it; one that
+    /// replaces a session takes no new place and is never refused for it.
     pub fn bind(
         &self,
         bare: &Jid,
@@ -74,6 +94,10 @@ impl Router {
         let full = bare
             .with_resource(&resource)
             .map_err(|_| StanzaError::BadRequest)?;
+        let takes_a_place = !resources.contains_key(&resource);
+        if takes_a_place && self.max_resources != 0 && resources.len() >= self.max_resources {
+            return Err(StanzaError::ResourceConstraint);
+        }
         resources.insert(
             resource,
             Resource {
@@ -280,6 +304,39 @@ mod tests {
         // The replaced session's clean-up must not remove its successor.
         assert!(!router.unbind(&jid, 1));
         assert!(router.deliver_to_full(&jid, Element::new("message", "jabber:client")));
+    }
+
+    #[test]
+    fn an_account_binds_at_most_its_limit_and_replacing_takes_no_place() {
+        let router = Router::with_max_resources(2);
+        let bare = Jid::parse("a@x").unwrap();
+        let mut receivers = Vec::new();
+        let mut bind = |resource: &str, policy, id| {
+            let (tx, rx) = session();
+            receivers.push(rx);
+            router.bind(&bare, Some(resource.into()), policy, id, tx, || "r".into())
+        };
+        let one = bind("1", ConflictPolicy::Replace, 1).unwrap();
+        bind("2", ConflictPolicy::Replace, 2).unwrap();
+        assert_eq!(
+            bind("3", ConflictPolicy::Replace, 3),
+            Err(StanzaError::ResourceConstraint)
+        );
+        // Renaming makes a new resource: refused too.
+        assert_eq!(
+            bind("1", ConflictPolicy::Rename, 4),
+            Err(StanzaError::ResourceConstraint)
+        );
+        // Replacing takes the old session's place.
+        bind("2", ConflictPolicy::Replace, 5).unwrap();
+        // Another account is counted on its own.
+        let (tx, _rx) = session();
+        let other = Jid::parse("b@x").unwrap();
+        router
+            .bind(&other, None, ConflictPolicy::Replace, 6, tx, || "r".into())
+            .unwrap();
+        router.unbind(&one, 1);
+        bind("3", ConflictPolicy::Replace, 7).unwrap();
     }
 
     #[test]
