@@ -158,7 +158,13 @@ pub fn prep_domain(domain: &str) -> Result<String, JidError> {
     check_len(domain)?;
     let prepped = stringprep::nameprep(domain).map_err(|_| JidError::Forbidden("domainpart"))?;
     let forbidden = |c: char| c.is_whitespace() || "@/\"&'<>:\\".contains(c);
-    if prepped.chars().any(forbidden) || prepped.starts_with('.') || prepped.contains("..") {
+    // Only one trailing dot is dropped: another would leave an empty label, and the
+    // JID would print as a string that parses to a different domain.
+    if prepped.chars().any(forbidden)
+        || prepped.starts_with('.')
+        || prepped.ends_with('.')
+        || prepped.contains("..")
+    {
         return Err(JidError::Forbidden("domainpart"));
     }
     check_len(&prepped)?;
@@ -177,6 +183,20 @@ pub fn prep_resource(resource: &str) -> Result<String, JidError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `stanza_router` fuzz target: `localh8..` dropped one dot and kept
+    /// `localh8.`, which printed and parsed again became `localh8`.
+    #[test]
+    fn two_trailing_dots_are_refused() {
+        let input: &[u8] = b"b0b@localh8..";
+        let input = std::str::from_utf8(input).unwrap();
+        assert_eq!(Jid::parse(input), Err(JidError::Forbidden("domainpart")));
+        assert_eq!(Jid::parse("b0b@localh8.").unwrap().domain(), "localh8");
+        for s in ["a@x.", "x./r", "a@x.y."] {
+            let jid = Jid::parse(s).unwrap();
+            assert_eq!(Jid::parse(&jid.to_string()), Ok(jid));
+        }
+    }
 
     #[test]
     fn parses_all_forms() {
