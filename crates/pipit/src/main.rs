@@ -89,6 +89,23 @@ pub struct ConfigArgs {
     /// (XEP-0198); 0 turns resumption off [default: 300].
     #[arg(long, value_name = "SECS")]
     sm_resume_timeout_secs: Option<u64>,
+    /// Connections one address (IPv4, or IPv6 /64) may hold open; 0: no limit
+    /// [default: 50].
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<u32>,
+    /// New connections one address may open per second after its burst; 0: no
+    /// limit [default: 10].
+    #[arg(long, value_name = "N")]
+    connection_rate_per_ip: Option<u32>,
+    /// New connections one address may open at once [default: 100].
+    #[arg(long, value_name = "N")]
+    connection_burst_per_ip: Option<u32>,
+    /// Connections the server holds open in all; 0: no limit [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<u32>,
+    /// Resources one account may have bound at once; 0: no limit [default: 10].
+    #[arg(long, value_name = "N")]
+    max_sessions_per_user: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -112,6 +129,11 @@ impl ConfigArgs {
             max_stanza_bytes: self.max_stanza_bytes,
             login_timeout_secs: self.login_timeout_secs,
             sm_resume_timeout_secs: self.sm_resume_timeout_secs,
+            max_connections_per_ip: self.max_connections_per_ip,
+            connection_rate_per_ip: self.connection_rate_per_ip,
+            connection_burst_per_ip: self.connection_burst_per_ip,
+            max_connections: self.max_connections,
+            max_sessions_per_user: self.max_sessions_per_user,
         };
         Ok(Config::resolve(file.merge(flags))?)
     }
@@ -144,6 +166,9 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let database = config.database.clone();
     let self_signed = config.cert.is_none();
     let server = Server::bind(config).await?;
+    // Before the `listening` line: from then on a SIGHUP must reload, not kill.
+    #[cfg(unix)]
+    reload_on_sighup(server.reloader())?;
     println!(
         "pipit {} serving {}",
         env!("CARGO_PKG_VERSION"),
@@ -176,6 +201,26 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     );
     server.run(shutdown_signal()).await;
     println!("pipit stopped");
+    Ok(())
+}
+
+/// Reloads the certificates on each SIGHUP, the usual way to tell a daemon its
+/// files changed (a renewed certificate). Sessions already open keep theirs; a
+/// reload that fails is logged and the certificates served stay as they were.
+#[cfg(unix)]
+fn reload_on_sighup(reloader: pipit_server::Reloader) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(()) => tracing::info!("SIGHUP: certificates reloaded for new connections"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: certificates not reloaded, still serving the old ones: {e}"
+                ),
+            }
+        }
+    });
     Ok(())
 }
 
