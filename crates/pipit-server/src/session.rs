@@ -12,7 +12,8 @@
 //!    or never got is handled as undeliverable ([`im::undeliverable`]: never lost
 //!    silently, RFC 6121 §8.5); unavailable presence goes out as before.
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +24,11 @@ use pipit_proto::server::{Event, Listener, ServerConnection, StreamManagement};
 use pipit_proto::xml::{Element, ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::WriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::fast;
 use crate::im;
 use crate::resumption::{ControlSender, Handover, Takeover};
@@ -40,6 +43,14 @@ const ACK_IDLE: Duration = Duration::from_secs(5);
 /// How long the stream-error goodbye to a connection whose session was resumed
 /// elsewhere may take (the resuming connection waits for the handover).
 const GOODBYE_WRITE: Duration = Duration::from_secs(1);
+
+/// How long the goodbye to a connection that ended cleanly, or by a timeout, may
+/// take to write.
+const FINAL_FLUSH: Duration = Duration::from_secs(10);
+
+/// Output waiting for the socket beyond which the client is not read from and
+/// routed stanzas are held back (see [`Outbox`]): a few TCP windows.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 /// Randomness from the operating system, for the core's stream ids and nonces.
 pub struct OsRandom;
@@ -90,6 +101,15 @@ struct Parked {
 
 /// Serves one connection until the stream ends, then the session until it is
 /// resumed elsewhere or ends.
+///
+/// Writing never holds up the rest: output waits in the [`Outbox`] and is written
+/// as the socket takes it, while input, routed stanzas, takeovers and deadlines
+/// are still served. A client that stops reading stops being read from once its
+/// output backs up ([`OUTPUT_HIGH_WATER`]), and the stream ends with
+/// `<resource-constraint/>` once [`Config::max_queued_stanzas`](crate::Config)
+/// routed stanzas wait behind it (RFC 6120 §4.9.3.17: the server will not spend
+/// more on this stream); those stanzas were never written, so they are handled as
+/// undeliverable, not lost.
 pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
     // DESIGN.md §4: with Nagle on, every TLS flight waits for a delayed ACK.
     let _ = stream.set_nodelay(true);
@@ -97,24 +117,37 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
     let mut conn = ServerConnection::new(Arc::clone(&ctx.proto), listener, Box::new(OsRandom));
     let login_deadline = tokio::time::sleep(ctx.config.login_timeout);
     tokio::pin!(login_deadline);
-    let idle = tokio::time::sleep(ACK_IDLE);
-    tokio::pin!(idle);
+    let ack_idle = tokio::time::sleep(ACK_IDLE);
+    tokio::pin!(ack_idle);
+    let mut deadlines = Deadlines::new(Instant::now());
+    deadlines.update(&conn, &ctx.config, Instant::now());
+    let mut out = Outbox::new(ctx.config.max_queued_stanzas);
     let mut buf = vec![0u8; 16 * 1024];
     let mut bound: Option<Jid> = None;
     let mut shutdown = ctx.shutdown.subscribe();
     // Routed stanzas the connection could not write (it had closed): never dropped.
     let mut unsent = Vec::new();
     let mut takeover = None;
+    let (mut reader, mut writer) = stream.split();
     loop {
         tokio::select! {
-            read = stream.read(&mut buf) => match read {
+            // Output first: a batch of input gets its answer in one write (DESIGN.md §4).
+            biased;
+            written = writer.write(out.pending()), if out.has_pending() => match written {
+                Ok(0) | Err(_) => conn.handle_eof(),
+                Ok(n) => out.written(n),
+            },
+            read = reader.read(&mut buf), if out.wants_input() => match read {
                 Ok(0) | Err(_) => conn.handle_eof(),
                 Ok(n) => {
+                    deadlines.heard(Instant::now());
                     conn.set_time(fast::unix_now());
                     conn.handle_input(&buf[..n])
                 }
             },
-            Some(delivery) = session.inbox.recv() => deliver(&mut conn, delivery, &mut unsent),
+            Some(delivery) = session.inbox.recv() => {
+                out.deliver(&mut conn, delivery, &mut unsent, &writer)
+            }
             Some(request) = session.control.recv() => {
                 // XEP-0198 §5: resumed on another connection; this stream ends.
                 conn.close(Some(StreamError::Conflict));
@@ -122,50 +155,46 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
             }
             // Until bound, and (TLS 1.3 0-RTT) until the client's Finished came.
             () = &mut login_deadline, if conn.is_logging_in() => conn.handle_timeout(),
-            () = &mut idle, if conn.wants_ack() => conn.request_ack(),
+            () = until(deadlines.next()) => deadlines.fire(&mut conn, &ctx.config, Instant::now()),
+            () = &mut ack_idle, if conn.wants_ack() => conn.request_ack(),
             _ = shutdown.wait_for(|stop| *stop) => conn.close(Some(StreamError::SystemShutdown)),
         }
-        drive(&ctx, &mut conn, &mut session, &mut bound).await;
+        drive(
+            &ctx,
+            &mut conn,
+            &mut session,
+            &mut bound,
+            peer.ip(),
+            &mut shutdown,
+        )
+        .await;
         // Routed stanzas already queued go out in the same write.
-        while let Ok(delivery) = session.inbox.try_recv() {
-            deliver(&mut conn, delivery, &mut unsent);
+        while !conn.is_closed()
+            && let Ok(delivery) = session.inbox.try_recv()
+        {
+            out.deliver(&mut conn, delivery, &mut unsent, &writer);
         }
-        if conn.has_output() {
-            let output = conn.take_output();
-            if takeover.is_some() {
-                // The session goes to another connection: a goodbye to this one
-                // (<conflict/>), without waiting long on a peer that may not read.
-                let _ = tokio::time::timeout(GOODBYE_WRITE, stream.write_all(&output)).await;
-            } else {
-                tokio::select! {
-                    // The write first: only one that cannot finish gives way (once
-                    // shutdown is signalled, its branch is always ready).
-                    biased;
-                    written = stream.write_all(&output) => if written.is_err() {
-                        conn.handle_eof();
-                    },
-                    // A peer that stopped reading (its network gone, the socket still
-                    // open) must not keep its session from being resumed elsewhere.
-                    Some(request) = session.control.recv() => {
-                        conn.close(Some(StreamError::Conflict));
-                        takeover = Some(request);
-                    }
-                    _ = shutdown.wait_for(|stop| *stop) => {
-                        conn.close(Some(StreamError::SystemShutdown));
-                    }
-                }
-            }
-        }
-        idle.as_mut().reset(Instant::now() + ACK_IDLE);
+        out.collect(&mut conn, &mut unsent);
+        deadlines.update(&conn, &ctx.config, Instant::now());
+        ack_idle.as_mut().reset(Instant::now() + ACK_IDLE);
         if conn.is_closed() {
             break;
         }
     }
-    let _ = stream.shutdown().await;
+    // The goodbye (a stream error, `</stream:stream>`), bounded: a peer that does
+    // not read, or whose session went elsewhere, is not waited on for long.
+    let hurry = takeover.is_some() || out.overflowed || *shutdown.borrow();
+    let flush = if hurry { GOODBYE_WRITE } else { FINAL_FLUSH };
+    let _ = tokio::time::timeout(flush, writer.write_all(out.pending())).await;
+    let _ = writer.shutdown().await;
+    unsent.extend(out.held.drain(..));
     drop(stream);
     let Some(jid) = bound else {
         return;
     };
+    if out.overflowed {
+        tracing::info!("{peer}: {jid} ended: it stopped reading what it was sent");
+    }
     let resumable = conn.can_resume();
     let mut parked = Box::new(Parked {
         jid,
@@ -207,15 +236,218 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
     end(&ctx, parked);
 }
 
-/// Writes a routed stanza, or keeps it when the connection could not take it.
-fn deliver(conn: &mut ServerConnection, delivery: Delivery, unsent: &mut Vec<Element>) {
-    match delivery {
-        Delivery::Stanza(stanza) => {
-            if !conn.send_stanza(&stanza) {
-                unsent.push(stanza);
+/// Sleeps until `at`, or forever without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection holds for its client: output the socket has not taken yet,
+/// and routed stanzas waiting behind it while that output is backed up.
+///
+/// Routed stanzas are taken off the session's queue at once, whatever the
+/// client does, so the router never waits on a slow reader and its queue stays
+/// short; this is where they wait instead, counted. A stanza is serialized only
+/// when the output has room, so one held here was never written: if the stream
+/// ends, it is still an element to hand back (and bounce), not lost bytes.
+struct Outbox {
+    /// Bytes for the socket, oldest first.
+    pending: Vec<u8>,
+    /// Routed stanzas not yet given to the connection.
+    held: VecDeque<Element>,
+    max_held: usize,
+    /// The stream ended because `held` overflowed.
+    overflowed: bool,
+}
+
+impl Outbox {
+    fn new(max_held: usize) -> Outbox {
+        Outbox {
+            pending: Vec::new(),
+            held: VecDeque::new(),
+            max_held,
+            overflowed: false,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Whether to read more: not while the client leaves its answers unread, so a
+    /// client that sends without reading cannot grow `pending` without bound.
+    fn wants_input(&self) -> bool {
+        self.pending.len() < OUTPUT_HIGH_WATER
+    }
+
+    fn written(&mut self, n: usize) {
+        self.pending.drain(..n);
+    }
+
+    /// Writes what the socket takes now, without waiting; an error is left for
+    /// the next awaited write to find.
+    fn write_ready(&mut self, socket: &WriteHalf<'_>) {
+        while self.has_pending() {
+            match socket.try_write(&self.pending) {
+                Ok(n) if n > 0 => self.written(n),
+                _ => return,
             }
         }
-        Delivery::Close(error) => conn.close(Some(error)),
+    }
+
+    /// Takes a routed stanza: written now if the output has room, held otherwise;
+    /// a stanza too many ends the stream (see [`run`]). Before holding one, as
+    /// much output as the socket takes without waiting goes out, so a burst that a
+    /// reading client's socket can absorb is never counted against it.
+    fn deliver(
+        &mut self,
+        conn: &mut ServerConnection,
+        delivery: Delivery,
+        unsent: &mut Vec<Element>,
+        socket: &WriteHalf<'_>,
+    ) {
+        match delivery {
+            Delivery::Stanza(stanza) => {
+                if !self.wants_input() {
+                    self.write_ready(socket);
+                }
+                if self.held.is_empty() && self.wants_input() {
+                    self.write(conn, stanza, unsent);
+                } else if conn.is_closed() {
+                    unsent.push(stanza);
+                } else {
+                    self.held.push_back(stanza);
+                    if self.held.len() > self.max_held {
+                        self.overflowed = true;
+                        conn.close(Some(StreamError::ResourceConstraint(
+                            "too many stanzas wait for a client that is not reading".into(),
+                        )));
+                        self.pending.extend(conn.take_output());
+                    }
+                }
+            }
+            Delivery::Close(error) => conn.close(Some(error)),
+        }
+    }
+
+    /// Moves the connection's output here, then held stanzas while there is room.
+    fn collect(&mut self, conn: &mut ServerConnection, unsent: &mut Vec<Element>) {
+        self.pending.extend(conn.take_output());
+        while self.wants_input()
+            && !conn.is_closed()
+            && let Some(stanza) = self.held.pop_front()
+        {
+            self.write(conn, stanza, unsent);
+        }
+    }
+
+    fn write(&mut self, conn: &mut ServerConnection, stanza: Element, unsent: &mut Vec<Element>) {
+        if !conn.send_stanza(&stanza) {
+            unsent.push(stanza);
+        }
+        self.pending.extend(conn.take_output());
+    }
+}
+
+/// The connection's deadlines besides the login one, each ending the stream with
+/// `<connection-timeout/>` (RFC 6120 §4.9.3.4), each from [`Config`](crate::Config):
+///
+/// - **stream open**: the client's stream header, after connect, after TLS and after
+///   a SASL success (a slowloris that connects and says nothing);
+/// - **TLS handshake**: while one is under way (Direct TLS, or after `<proceed/>`);
+/// - **idle**: a bound session silent this long is pinged: an XEP-0199 ping, which
+///   every client answers (a result, or an error from one without XEP-0199: RFC
+///   6120 §8.2.3 requires an answer to every iq get), and with stream management an
+///   `<r/>` too (XEP-0198 §4). Anything from the client, whitespace keepalives
+///   included (RFC 6120 §4.6.4), counts as an answer; nothing within the ping
+///   timeout ends the stream. A dead connection found this way can still be resumed.
+struct Deadlines {
+    stream_open: Option<Instant>,
+    tls: Option<Instant>,
+    /// When the silent session gets its ping.
+    idle: Option<Instant>,
+    /// When an unanswered ping ends the stream.
+    ping: Option<Instant>,
+    last_heard: Instant,
+}
+
+impl Deadlines {
+    fn new(now: Instant) -> Deadlines {
+        Deadlines {
+            stream_open: None,
+            tls: None,
+            idle: None,
+            ping: None,
+            last_heard: now,
+        }
+    }
+
+    /// Input came: the client is alive.
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.ping = None;
+    }
+
+    /// Starts each phase's deadline when its phase begins, drops it when it ends.
+    fn update(&mut self, conn: &ServerConnection, config: &Config, now: Instant) {
+        let open = !conn.is_closed();
+        arm(
+            &mut self.stream_open,
+            open && conn.awaits_stream_header(),
+            now + config.stream_open_timeout,
+        );
+        arm(
+            &mut self.tls,
+            conn.is_tls_handshaking(),
+            now + config.tls_handshake_timeout,
+        );
+        let watched = open && conn.jid().is_some() && !config.idle_timeout.is_zero();
+        self.idle = (watched && self.ping.is_none()).then(|| self.last_heard + config.idle_timeout);
+        if !watched {
+            self.ping = None;
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        [self.stream_open, self.tls, self.idle, self.ping]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn fire(&mut self, conn: &mut ServerConnection, config: &Config, now: Instant) {
+        let passed = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if passed(self.stream_open) || passed(self.tls) || passed(self.ping) {
+            conn.close(Some(StreamError::ConnectionTimeout));
+        } else if passed(self.idle)
+            && let Some(jid) = conn.jid().cloned()
+        {
+            let ping = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "get")
+                .with_attr("id", format!("idle-{}", OsRandom.hex(4)))
+                .with_attr("from", jid.domain().to_owned())
+                .with_attr("to", jid.to_string())
+                .with_child(Element::new("ping", ns::PING));
+            conn.send_stanza(&ping);
+            conn.request_ack();
+            self.idle = None;
+            self.ping = Some(now + config.ping_timeout);
+        }
+    }
+}
+
+/// Sets `slot` to `at` when its phase begins, clears it when the phase is over.
+fn arm(slot: &mut Option<Instant>, active: bool, at: Instant) {
+    if !active {
+        *slot = None;
+    } else if slot.is_none() {
+        *slot = Some(at);
     }
 }
 
@@ -320,16 +552,40 @@ fn end(ctx: &Context, parked: Box<Parked>) {
     }
 }
 
+/// The throttle's clock: tokio's, so that a test's paused clock drives it too.
+fn throttle_now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
 /// Answers the core's events until it has none.
 async fn drive(
     ctx: &Context,
     conn: &mut ServerConnection,
     session: &mut Session,
     bound: &mut Option<Jid>,
+    peer: IpAddr,
+    shutdown: &mut watch::Receiver<bool>,
 ) {
     while let Some(event) = conn.poll_event() {
         match event {
             Event::NeedCredentials { username, domain } => {
+                // Held before the lookup, so that success and failure both wait
+                // and an unknown account waits like a known one (crate::throttle).
+                let account = format!("{username}@{domain}");
+                let delay = ctx.throttle.delay(peer, &account, throttle_now());
+                if !delay.is_zero() {
+                    tracing::info!(
+                        "{peer}: login as {account} held {}s after failed logins",
+                        delay.as_secs_f32()
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {
+                            conn.close(Some(StreamError::SystemShutdown));
+                            continue;
+                        }
+                    }
+                }
                 let credentials = match ctx.store.credentials(&username, &domain).await {
                     Ok(credentials) => credentials,
                     Err(e) => {
@@ -340,11 +596,21 @@ async fn drive(
                 };
                 conn.provide_credentials(credentials);
             }
+            Event::AuthFailed {
+                username,
+                domain,
+                mechanism,
+            } => {
+                tracing::info!("{peer}: failed {mechanism} login as {username}@{domain}");
+                let account = format!("{username}@{domain}");
+                ctx.throttle.failed(peer, &account, throttle_now());
+            }
             Event::Authenticated {
                 jid,
                 mechanism,
                 user_agent,
             } => {
+                ctx.throttle.succeeded(&jid.to_string());
                 tracing::debug!(
                     "{jid} authenticated with {mechanism} (user agent {})",
                     user_agent.as_deref().unwrap_or("not given")

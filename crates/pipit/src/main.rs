@@ -85,6 +85,32 @@ pub struct ConfigArgs {
     /// Seconds from connect to bound resource before the server gives up [default: 60].
     #[arg(long, value_name = "SECS")]
     login_timeout_secs: Option<u64>,
+    /// Seconds a client has to send its stream header, after connect, after TLS
+    /// and after a SASL success [default: 30].
+    #[arg(long, value_name = "SECS")]
+    stream_open_timeout_secs: Option<u64>,
+    /// Seconds a TLS handshake may take [default: 30].
+    #[arg(long, value_name = "SECS")]
+    tls_handshake_timeout_secs: Option<u64>,
+    /// Seconds a bound session may be silent before it is pinged; 0: never
+    /// [default: 300].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// Seconds a pinged session has to answer before its stream ends [default: 60].
+    #[arg(long, value_name = "SECS")]
+    ping_timeout_secs: Option<u64>,
+    /// Routed stanzas held for a client that is not reading, before its stream
+    /// ends with resource-constraint [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_queued_stanzas: Option<usize>,
+    /// Failed logins an address may have before its login attempts are delayed
+    /// [default: 5].
+    #[arg(long, value_name = "N")]
+    auth_free_failures: Option<u32>,
+    /// Longest delay of a throttled login attempt; 0 turns throttling off
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    auth_max_delay_secs: Option<u64>,
     /// Seconds a dropped session with stream management waits to be resumed
     /// (XEP-0198); 0 turns resumption off [default: 300].
     #[arg(long, value_name = "SECS")]
@@ -128,6 +154,13 @@ impl ConfigArgs {
             scram_iterations: self.scram_iterations,
             max_stanza_bytes: self.max_stanza_bytes,
             login_timeout_secs: self.login_timeout_secs,
+            stream_open_timeout_secs: self.stream_open_timeout_secs,
+            tls_handshake_timeout_secs: self.tls_handshake_timeout_secs,
+            idle_timeout_secs: self.idle_timeout_secs,
+            ping_timeout_secs: self.ping_timeout_secs,
+            max_queued_stanzas: self.max_queued_stanzas,
+            auth_free_failures: self.auth_free_failures,
+            auth_max_delay_secs: self.auth_max_delay_secs,
             sm_resume_timeout_secs: self.sm_resume_timeout_secs,
             max_connections_per_ip: self.max_connections_per_ip,
             connection_rate_per_ip: self.connection_rate_per_ip,

@@ -232,3 +232,51 @@ pub async fn expect(w: &mut WireClient, needle: &str) -> String {
     w.wait(move |c| c.text.contains(&needle)).await;
     w.client.take_text()
 }
+
+/// Connects over Direct TLS from the local address `local` (on Linux every
+/// 127.0.0.0/8 address reaches the loopback listener, so tests can play clients at
+/// different addresses), with this receive buffer if given (a small one makes a
+/// client that does not read back up quickly), and completes the handshake.
+pub async fn connect_from(
+    server: &TestServer,
+    local: std::net::IpAddr,
+    recv_buffer: Option<u32>,
+) -> WireClient {
+    let started = Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    let stream = socket.connect(server.direct_tls).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut w = WireClient {
+        stream,
+        client: Client::new(),
+        round_trips: 1,
+        started,
+    };
+    w.client.start_tls(&client_tls(TLS13), false);
+    while w.client.handshaking() {
+        w.flight("", |c| !c.handshaking()).await;
+    }
+    w
+}
+
+/// Logs `user` in on a connected client with `resource`, as [`online`] does.
+pub async fn log_in(w: &mut WireClient, user: &str, resource: &str, available: bool) {
+    let login = format!(
+        "{}{}{}{}{}",
+        header(true),
+        plain_auth(user, PASSWORD),
+        header(false),
+        bind(resource),
+        if available { PRESENCE } else { "" }
+    );
+    let jid = format!("<jid>{user}@localhost/{resource}</jid>");
+    w.flight(&login, move |c| c.text.contains(&jid)).await;
+    if available {
+        w.wait(|c| c.text.contains("<presence")).await;
+    }
+    w.client.take_text();
+}
