@@ -10,8 +10,8 @@ use pipit_client::{Error, LoginOptions, Mode, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::Plan;
 use super::report::Outcomes;
+use super::{Group, Plan};
 
 /// How long a misbehaving connection is watched for the server to end it.
 const WATCH: Duration = Duration::from_secs(120);
@@ -38,7 +38,7 @@ async fn connect(plan: &Plan, n: u32) -> std::io::Result<TcpStream> {
     } else {
         TcpSocket::new_v6()?
     };
-    if let Some(local) = plan.source(2, n) {
+    if let Some(local) = plan.source(Group::Misbehaving, n) {
         socket.bind((local, 0).into())?;
     }
     socket.connect(target).await
@@ -79,9 +79,9 @@ async fn slowloris(plan: &Plan, n: u32) -> String {
             return closed_after(started);
         }
         let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return closed_after(started),
-            _ => {}
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return closed_after(started);
         }
     }
     unreachable!("cycle() never ends")
@@ -100,7 +100,7 @@ async fn flood(plan: &Plan, n: u32) -> String {
     options.direct_tls = plan.direct_tls.clone();
     options.mode = Mode::Stunt;
     options.tls = plan.tls.clone();
-    options.local_addr = plan.source(2, n);
+    options.local_addr = plan.source(Group::Misbehaving, n);
     options.resource = format!("flood-{n}");
     // A send that cannot finish means the server stopped reading: that is its
     // back-pressure, reported apart from being disconnected.
@@ -140,7 +140,7 @@ async fn guess(plan: &Plan, n: u32) -> String {
     options.direct_tls = plan.direct_tls.clone();
     options.mode = Mode::Lockstep;
     options.tls = plan.tls.clone();
-    options.local_addr = plan.source(2, n);
+    options.local_addr = plan.source(Group::Misbehaving, n);
     let started = Instant::now();
     match Session::login(&options).await {
         Ok(session) => {
@@ -167,9 +167,9 @@ async fn until_closed(stream: &mut TcpStream, plan: &Plan) -> String {
         if started.elapsed() >= WATCH {
             return format!("left open for {} s", WATCH.as_secs());
         }
-        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return "closed by the server".into(),
-            _ => {}
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return "closed by the server".into();
         }
     }
 }

@@ -65,6 +65,13 @@ pub struct SoakArgs {
     json: bool,
 }
 
+/// Which clients an address belongs to: 127.1–64.x.y or 127.128–191.x.y.
+#[derive(Clone, Copy)]
+pub(crate) enum Group {
+    WellBehaved = 1,
+    Misbehaving = 128,
+}
+
 /// What every client task needs.
 pub(crate) struct Plan {
     pub server: String,
@@ -75,6 +82,8 @@ pub(crate) struct Plan {
     pub password: String,
     pub tls: TlsSettings,
     pub deadline: Instant,
+    /// Well-behaved clients at once.
+    pub clients: u32,
     /// Spread the clients' source addresses over 127.0.0.0/8 (the server is on
     /// loopback, where every such address reaches it).
     pub spread: bool,
@@ -86,18 +95,25 @@ impl Plan {
         format!("{}{}@{}", self.prefix, n % self.accounts + 1, self.domain)
     }
 
-    /// The source address of client `n` of a group: 127.G.x.y, a host of its own.
-    pub fn source(&self, group: u8, n: u32) -> Option<IpAddr> {
+    /// Source address number `index` of a group: 127.G.x.y and on into the next
+    /// values of G, 64 of them per group, so that 2^22 addresses look like hosts of
+    /// their own. Well-behaved clients take a new one each round (a real host does
+    /// not log in a hundred times a second, and the server's per-address rate limit
+    /// would rightly refuse one that did); misbehaving ones keep theirs, so that
+    /// per-address limits meet them.
+    pub fn source(&self, group: Group, index: u32) -> Option<IpAddr> {
         self.spread.then(|| {
-            let [_, _, x, y] = (n + 1).to_be_bytes();
-            IpAddr::V4(Ipv4Addr::new(127, group, x, y))
+            let [_, high, x, y] = (index % (1 << 22)).to_be_bytes();
+            IpAddr::V4(Ipv4Addr::new(127, group as u8 + high, x, y.max(1)))
         })
     }
 }
 
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
-    if args.accounts <= args.misbehaving {
-        bail!("--accounts must be more than --misbehaving: the floods need accounts of their own");
+    if args.accounts < args.clients + args.misbehaving {
+        bail!(
+            "--accounts must be at least --clients plus --misbehaving: each client needs an account of its own"
+        );
     }
     let mut tls = TlsSettings::builder();
     for file in &args.ca {
@@ -114,6 +130,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         password: args.password,
         tls: tls.build()?,
         deadline: started + args.duration,
+        clients: args.clients,
     });
     let outcomes = Arc::new(Outcomes::default());
     let memory = tokio::spawn(report::sample_rss(args.server_pid, plan.deadline));

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use pipit_client::xml::{Element, ns};
 use pipit_client::{LoginOptions, Mode, Session, State};
 
-use super::Plan;
 use super::report::Outcomes;
+use super::{Group, Plan};
 
 /// The longest a login, and then the message's return, may take before it counts
 /// as refused: far beyond any healthy figure, so only a real failure trips it.
@@ -31,7 +31,7 @@ pub async fn run(plan: Arc<Plan>, outcomes: Arc<Outcomes>, n: u32) {
         options.mode = mode;
         options.tls = plan.tls.clone();
         options.state = state.clone();
-        options.local_addr = plan.source(1, n);
+        options.local_addr = plan.source(Group::WellBehaved, n + plan.clients * round as u32);
         options.timeout = PATIENCE;
         options.resource = format!("soak-{n}");
         let id = format!("soak-{n}-{round}");
