@@ -83,9 +83,9 @@ def render(r, args):
         f"--accounts {args.accounts}` on {platform.machine()}, {os.cpu_count()} cores, "
         "server and clients on the same machine over loopback (no traffic shaping).",
         "",
-        f"Well-behaved clients ({r['clients']} at once, from addresses spread over 127.1.0.0/16, "
+        f"Well-behaved clients ({r['clients']} at once, from addresses spread over 127.1.0.0–127.64.255.255, a new one each round, "
         "each looping: log in with stunt, SASL2 or FAST in turn, send itself a message, wait "
-        f"for it, log out) and misbehaving ones ({r['misbehaving']} at once, from 127.2.0.0/16: "
+        f"for it, log out) and misbehaving ones ({r['misbehaving']} at once, from 127.128.0.0/16, one each: "
         "garbage, a stream header one byte a second, a flood of messages to oneself without "
         "reading, wrong passwords) for "
         f"{r['seconds']:.0f} s.",
