@@ -204,20 +204,7 @@ pub async fn online(
     available: bool,
 ) -> WireClient {
     let mut w = connect(server).await;
-    let login = format!(
-        "{}{}{}{}{}",
-        header(true),
-        plain_auth(user, PASSWORD),
-        header(false),
-        bind(resource),
-        if available { PRESENCE } else { "" }
-    );
-    let jid = format!("<jid>{user}@localhost/{resource}</jid>");
-    w.flight(&login, move |c| c.text.contains(&jid)).await;
-    if available {
-        w.wait(|c| c.text.contains("<presence")).await;
-    }
-    w.client.take_text();
+    log_in(&mut w, user, resource, available).await;
     w
 }
 
