@@ -141,6 +141,9 @@ async fn guess(plan: &Plan, n: u32) -> String {
     options.mode = Mode::Lockstep;
     options.tls = plan.tls.clone();
     options.local_addr = plan.source(Group::Misbehaving, n);
+    // Longer than the server's longest throttling delay (30 s by default), so that
+    // the delayed refusal is seen rather than a timeout of our own.
+    options.timeout = WATCH;
     let started = Instant::now();
     match Session::login(&options).await {
         Ok(session) => {
