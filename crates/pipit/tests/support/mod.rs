@@ -115,6 +115,11 @@ impl Server {
         self.dir.path()
     }
 
+    /// The `pipit serve` process id, to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn cafile(&self) -> PathBuf {
         self.data_dir().join("tls/selfsigned-cert.pem")
     }
