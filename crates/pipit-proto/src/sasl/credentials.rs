@@ -92,6 +92,13 @@ impl StoredCredentials {
     }
 }
 
+/// XEP-0480 §3 SCRAM upgrade tasks by name, in the order a server runs them: one
+/// per hash whose keys Pipit keeps (task names drop `-PLUS`, XEP-0480 §2.1).
+pub(crate) const SCRAM_UPGRADE_TASKS: [(&str, ScramHash); 2] = [
+    ("UPGR-SCRAM-SHA-1", ScramHash::Sha1),
+    ("UPGR-SCRAM-SHA-256", ScramHash::Sha256),
+];
+
 /// RFC 5802 §3 `SaltedPassword := Hi(Normalize(password), salt, i)`: what a client
 /// answers an XEP-0480 SCRAM upgrade task with.
 pub(crate) fn salted_password(

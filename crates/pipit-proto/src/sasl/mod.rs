@@ -55,7 +55,7 @@ mod server;
 mod tests;
 
 pub use channel_binding::{ChannelBindingInfo, ChannelBindingType, end_point_hash};
-pub(crate) use credentials::salted_password;
+pub(crate) use credentials::{SCRAM_UPGRADE_TASKS, salted_password};
 pub use credentials::{ScramKeys, StoredCredentials};
 pub use error::SaslError;
 pub(crate) use hash::ScramHash;

@@ -22,12 +22,8 @@ use crate::sasl::ScramHash;
 use crate::server::sasl2::Authenticate;
 use crate::xml::{Element, ns};
 
-/// The tasks, in the order they run (XEP-0480 §2.1 names them `UPGR-` and the
-/// mechanism without `-PLUS`).
-pub(crate) const TASKS: [(&str, ScramHash); 2] = [
-    ("UPGR-SCRAM-SHA-1", ScramHash::Sha1),
-    ("UPGR-SCRAM-SHA-256", ScramHash::Sha256),
-];
+/// The tasks, in the order they run.
+pub(crate) use crate::sasl::SCRAM_UPGRADE_TASKS as TASKS;
 
 /// The `<upgrade/>` elements for SASL2's `<authentication/>` feature (XEP-0480 §2.1).
 pub(crate) fn features() -> impl Iterator<Item = Element> {

@@ -8,14 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::{ClientConnection, State};
 use crate::client::error::ClientError;
-use crate::sasl::{ScramHash, salted_password};
+use crate::sasl::{SCRAM_UPGRADE_TASKS as TASKS, salted_password};
 use crate::xml::{Element, ns};
-
-/// The tasks this client can run, by name (XEP-0480 §3).
-pub(super) const TASKS: [(&str, ScramHash); 2] = [
-    ("UPGR-SCRAM-SHA-1", ScramHash::Sha1),
-    ("UPGR-SCRAM-SHA-256", ScramHash::Sha256),
-];
 
 impl ClientConnection {
     /// The `<upgrade/>` elements for a password login: every task we can run that
