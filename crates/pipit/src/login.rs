@@ -200,14 +200,7 @@ fn options(args: &LoginArgs) -> anyhow::Result<LoginOptions> {
 async fn login_once(mut options: LoginOptions, detach: bool) -> Row {
     let mode = options.mode;
     let id = format!("pipit-login-{}-{}", mode.name(), std::process::id());
-    options.initial_stanzas = vec![
-        Element::new("presence", ns::CLIENT),
-        Element::new("message", ns::CLIENT)
-            .with_attr("to", options.jid.to_string())
-            .with_attr("type", "chat")
-            .with_attr("id", id.clone())
-            .with_child(Element::new("body", ns::CLIENT).with_text("pipit login self-test")),
-    ];
+    options.initial_stanzas = self_test(&options, &id, "pipit login self-test");
     let mut row = Row {
         mode: mode.name(),
         ok: false,
@@ -265,8 +258,21 @@ fn fill(row: &mut Row, report: &Report) {
     row.jid = Some(report.jid.to_string());
 }
 
+/// Initial presence and a chat message with `id` to the account's own bare JID: sent
+/// with the login, its return shows the session usable and stanzas flowing.
+pub(crate) fn self_test(options: &LoginOptions, id: &str, body: &str) -> Vec<Element> {
+    vec![
+        Element::new("presence", ns::CLIENT),
+        Element::new("message", ns::CLIENT)
+            .with_attr("to", options.jid.to_string())
+            .with_attr("type", "chat")
+            .with_attr("id", id)
+            .with_child(Element::new("body", ns::CLIENT).with_text(body)),
+    ]
+}
+
 /// Waits for the message with `id`; returns when it arrived, from connect start.
-async fn await_self_message(
+pub(crate) async fn await_self_message(
     session: &mut Session,
     id: &str,
     within: Duration,

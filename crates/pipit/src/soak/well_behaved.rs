@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipit_client::xml::{Element, ns};
 use pipit_client::{LoginOptions, Mode, Session, State};
 
 use super::report::Outcomes;
 use super::{Group, Plan};
+use crate::login::{await_self_message, self_test};
 
 /// The longest a login, and then the message's return, may take before it counts
 /// as refused: far beyond any healthy figure, so only a real failure trips it.
@@ -35,14 +35,7 @@ pub async fn run(plan: Arc<Plan>, outcomes: Arc<Outcomes>, n: u32) {
         options.timeout = PATIENCE;
         options.resource = format!("soak-{n}");
         let id = format!("soak-{n}-{round}");
-        options.initial_stanzas = vec![
-            Element::new("presence", ns::CLIENT),
-            Element::new("message", ns::CLIENT)
-                .with_attr("to", options.jid.to_string())
-                .with_attr("type", "chat")
-                .with_attr("id", id.clone())
-                .with_child(Element::new("body", ns::CLIENT).with_text("soak")),
-        ];
+        options.initial_stanzas = self_test(&options, &id, "soak");
         let started = Instant::now();
         let mut session = match Session::login(&options).await {
             Ok(session) => session,
@@ -52,31 +45,12 @@ pub async fn run(plan: Arc<Plan>, outcomes: Arc<Outcomes>, n: u32) {
             }
         };
         outcomes.logged_in(started.elapsed());
-        match own_message(&mut session, &id).await {
-            Ok(()) => outcomes.delivered(),
+        match await_self_message(&mut session, &id, PATIENCE).await {
+            Ok(_) => outcomes.delivered(),
             Err(why) => outcomes.refused(format!("{} message: {why}", mode.name())),
         }
         if let Err(e) = session.close().await {
             outcomes.refused(format!("{} close: {e}", mode.name()));
-        }
-    }
-}
-
-/// Waits for the message with `id` to come back.
-async fn own_message(session: &mut Session, id: &str) -> Result<(), String> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match session.next_stanza(left).await {
-            Ok(Some(stanza)) if stanza.name() == "message" && stanza.attr("id") == Some(id) => {
-                return match stanza.attr("type") {
-                    Some("error") => Err("bounced".into()),
-                    _ => Ok(()),
-                };
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return Err("the server closed the stream".into()),
-            Err(e) => return Err(e.to_string()),
         }
     }
 }
