@@ -11,8 +11,8 @@
 //! # Layout
 //! - `lib.rs`: the [`Store`] trait and [`open`], which picks a backend from a location.
 //! - `error.rs`: [`StoreError`], one enum for every backend.
-//! - `sqlite.rs`: [`SqliteStore`], one file in WAL mode, safe to share between processes.
-//! - `postgres.rs`: [`PostgresStore`], one `tokio-postgres` connection.
+//! - `sqlite/`: [`SqliteStore`], one file in WAL mode, safe to share between processes.
+//! - `postgres/`: [`PostgresStore`], one `tokio-postgres` connection.
 //! - `schema/`: the versioned migration list, one `.sql` file per backend per version.
 //! - `credentials.rs`: shape checks on credentials going in and coming out.
 //! - `fast_tokens.rs`: [`FastToken`] and the shape checks on tokens.
