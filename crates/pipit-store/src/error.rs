@@ -21,6 +21,13 @@ pub enum StoreError {
     /// `add_fast_token` found a token with that hash for that account already.
     #[error("the FAST token already exists")]
     FastTokenExists,
+    /// A message handed to the archive is unusable (empty archive ID or stanza);
+    /// nothing of its batch was written.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// An archive query was anchored at an archive ID the archive does not hold.
+    #[error("no message with that archive ID")]
+    ArchiveIdNotFound,
     /// A row read back has the wrong shape (e.g. a key of the wrong size).
     #[error("corrupt store: {0}")]
     Corrupt(String),

@@ -16,6 +16,8 @@
 //! - `schema/`: the versioned migration list, one `.sql` file per backend per version.
 //! - `credentials.rs`: shape checks on credentials going in and coming out.
 //! - `fast_tokens.rs`: [`FastToken`] and the shape checks on tokens.
+//! - `archive.rs`: [`ArchiveStore`], the message archive and offline queue (one table);
+//!   each backend's implementation is in its directory's `archive.rs`.
 //!
 //! Every backend passes the same conformance suite (`tests/conformance/`).
 //!
@@ -46,6 +48,7 @@
 //! # }
 //! ```
 
+mod archive;
 mod credentials;
 mod error;
 mod fast_tokens;
@@ -56,15 +59,19 @@ mod sqlite;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use archive::{
+    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, Page, Stored,
+};
 pub use error::StoreError;
 pub use fast_tokens::FastToken;
 use pipit_proto::sasl::StoredCredentials;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// Account storage. Every method is one atomic operation on the backing database.
+/// Account storage, with the message archive ([`ArchiveStore`]) as a supertrait.
+/// Every method is one atomic operation on the backing database.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ArchiveStore + Send + Sync + 'static {
     /// Creates an account; Err(StoreError::UserExists) if (localpart, domain) exists.
     async fn create_user(
         &self,

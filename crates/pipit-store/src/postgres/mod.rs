@@ -16,6 +16,8 @@ use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, POSTGRES_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
 
+mod archive;
+
 /// Key for the advisory lock that serialises migrations across connections.
 /// Arbitrary but fixed: the ASCII bytes of "pipitmig".
 const MIGRATION_LOCK: i64 = 0x7069_7069_746d_6967;
@@ -25,6 +27,10 @@ const MIGRATION_LOCK: i64 = 0x7069_7069_746d_6967;
 pub struct PostgresStore {
     /// The client half; the connection half runs on its own tokio task.
     client: Client,
+    /// A second connection for multi-statement transactions (archive batches): a
+    /// transaction needs its connection to itself, and `client` is shared by
+    /// concurrent callers whose statements would otherwise land inside it.
+    transactions: tokio::sync::Mutex<Client>,
 }
 
 impl PostgresStore {
@@ -32,15 +38,25 @@ impl PostgresStore {
     /// also work) without TLS, and runs pending migrations. Needs a tokio runtime: the
     /// connection is driven by a spawned task.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
-        // The task ends when the client is dropped or the server goes away; in the
-        // latter case every later query reports the failure, so the error is not lost.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let mut client = open_connection(url).await?;
         migrate(&mut client).await?;
-        Ok(Self { client })
+        let transactions = tokio::sync::Mutex::new(open_connection(url).await?);
+        Ok(Self {
+            client,
+            transactions,
+        })
     }
+}
+
+/// Connects, with the connection half on its own task. The task ends when the
+/// client is dropped or the server goes away; in the latter case every later query
+/// reports the failure, so the error is not lost.
+async fn open_connection(url: &str) -> Result<Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// Applies pending migrations in one transaction holding an advisory lock, so two

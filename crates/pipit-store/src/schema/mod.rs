@@ -35,6 +35,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("sqlite/0002_fast_tokens.sql"),
         postgres: include_str!("postgres/0002_fast_tokens.sql"),
     },
+    Migration {
+        version: 3,
+        name: "archive",
+        sqlite: include_str!("sqlite/0003_archive.sql"),
+        postgres: include_str!("postgres/0003_archive.sql"),
+    },
 ];
 
 /// Creates the version table in SQLite if it is missing.

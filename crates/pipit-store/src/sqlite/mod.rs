@@ -19,6 +19,8 @@ use crate::fast_tokens::{self, check_mechanism, count_to_db};
 use crate::schema::{self, SQLITE_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
 
+mod archive;
+
 /// How long a write waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,0 +1,247 @@
+//! [`ArchiveStore`] for PostgreSQL.
+//!
+//! Batches and offline takes are transactions on the store's dedicated
+//! transaction connection; queries use the shared one.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{GenericClient, Row, Transaction};
+
+use super::PostgresStore;
+use crate::StoreError;
+use crate::archive::{
+    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, Page, Stored, check_new,
+    finish_page, probe_limit,
+};
+
+/// The columns of [`ArchivedMessage`], in the order [`row_to_message`] reads them.
+const MESSAGE_COLUMNS: &str = "stanza_id, with_jid, at_micros, stanza";
+
+fn row_to_message(row: &Row, at: usize) -> Result<ArchivedMessage, StoreError> {
+    Ok(ArchivedMessage {
+        stanza_id: row.try_get(at)?,
+        with: row.try_get(at + 1)?,
+        at_micros: row.try_get(at + 2)?,
+        stanza: row.try_get(at + 3)?,
+    })
+}
+
+/// Writes one row inside the batch's transaction; `offline` counts each owner's
+/// queue once per batch.
+async fn store_one(
+    tx: &Transaction<'_>,
+    m: &NewMessage,
+    max_offline: usize,
+    offline: &mut HashMap<(String, String), usize>,
+) -> Result<Stored, StoreError> {
+    let owner = (m.domain.clone(), m.localpart.clone());
+    if let Some(origin) = &m.origin {
+        let existing = tx
+            .query_opt(
+                "SELECT stanza_id FROM archive \
+                 WHERE domain = $1 AND localpart = $2 AND origin = $3",
+                &[&owner.0, &owner.1, origin],
+            )
+            .await?;
+        if let Some(row) = existing {
+            return Ok(Stored::Duplicate(row.try_get(0)?));
+        }
+    }
+    if m.offline {
+        let queued = match offline.get(&owner) {
+            Some(n) => *n,
+            None => {
+                let n: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM archive \
+                         WHERE domain = $1 AND localpart = $2 AND offline",
+                        &[&owner.0, &owner.1],
+                    )
+                    .await?
+                    .try_get(0)?;
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        };
+        if queued >= max_offline {
+            offline.insert(owner, queued);
+            return Ok(Stored::OfflineFull);
+        }
+        offline.insert(owner, queued + 1);
+    }
+    // The EXISTS turns a missing account into "no row" rather than a foreign-key
+    // error that would abort the whole batch.
+    let inserted = tx
+        .execute(
+            "INSERT INTO archive \
+             (domain, localpart, stanza_id, with_jid, origin, at_micros, stanza, offline) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE domain = $1 AND localpart = $2)",
+            &[
+                &m.domain,
+                &m.localpart,
+                &m.stanza_id,
+                &m.with,
+                &m.origin,
+                &m.at_micros,
+                &m.stanza,
+                &m.offline,
+            ],
+        )
+        .await?;
+    Ok(if inserted == 0 {
+        Stored::NoSuchUser
+    } else {
+        Stored::Archived
+    })
+}
+
+/// The `seq` of an archive ID, for anchoring a page.
+async fn seq_of(
+    client: &impl GenericClient,
+    domain: &str,
+    localpart: &str,
+    id: &str,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT seq FROM archive WHERE domain = $1 AND localpart = $2 AND stanza_id = $3",
+            &[&domain, &localpart, &id],
+        )
+        .await?
+        .ok_or(StoreError::ArchiveIdNotFound)?;
+    Ok(row.try_get(0)?)
+}
+
+#[async_trait::async_trait]
+impl ArchiveStore for PostgresStore {
+    async fn archive_messages(
+        &self,
+        batch: &[NewMessage],
+        max_offline: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        batch.iter().try_for_each(check_new)?;
+        let mut conn = self.transactions.lock().await;
+        let tx = conn.transaction().await?;
+        let mut offline = HashMap::new();
+        let mut stored = Vec::with_capacity(batch.len());
+        for m in batch {
+            stored.push(store_one(&tx, m, max_offline, &mut offline).await?);
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn take_offline(
+        &self,
+        localpart: &str,
+        domain: &str,
+        max: usize,
+    ) -> Result<Vec<ArchivedMessage>, StoreError> {
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut conn = self.transactions.lock().await;
+        let tx = conn.transaction().await?;
+        // FOR UPDATE: a concurrent take waits, then finds these rows no longer offline.
+        let rows = tx
+            .query(
+                &format!(
+                    "UPDATE archive SET offline = false WHERE seq IN ( \
+                       SELECT seq FROM archive \
+                       WHERE domain = $1 AND localpart = $2 AND offline \
+                       ORDER BY seq LIMIT $3 FOR UPDATE) \
+                     RETURNING seq, {MESSAGE_COLUMNS}"
+                ),
+                &[&domain, &localpart, &limit],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut taken = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<_, i64>(0)?, row_to_message(row, 1)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order: restore the queue's.
+        taken.sort_by_key(|(seq, _)| *seq);
+        Ok(taken.into_iter().map(|(_, m)| m).collect())
+    }
+
+    async fn requeue_offline(
+        &self,
+        localpart: &str,
+        domain: &str,
+        stanza_ids: &[String],
+    ) -> Result<u64, StoreError> {
+        let ids = stanza_ids.to_vec();
+        Ok(self
+            .client
+            .execute(
+                "UPDATE archive SET offline = true \
+                 WHERE domain = $1 AND localpart = $2 AND stanza_id = ANY($3)",
+                &[&domain, &localpart, &ids],
+            )
+            .await?)
+    }
+
+    async fn offline_count(&self, localpart: &str, domain: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM archive WHERE domain = $1 AND localpart = $2 AND offline",
+                &[&domain, &localpart],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn query_archive(
+        &self,
+        localpart: &str,
+        domain: &str,
+        q: &ArchiveQuery,
+    ) -> Result<ArchivePage, StoreError> {
+        let (after, before, newest_first) = match &q.page {
+            Page::First => (None, None, false),
+            Page::After(id) => (
+                Some(seq_of(&self.client, domain, localpart, id).await?),
+                None,
+                false,
+            ),
+            Page::Before(id) => (
+                None,
+                Some(seq_of(&self.client, domain, localpart, id).await?),
+                true,
+            ),
+            Page::Last => (None, None, true),
+        };
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM archive \
+                     WHERE domain = $1 AND localpart = $2 \
+                       AND ($3::TEXT IS NULL OR with_jid = $3) \
+                       AND ($4::BIGINT IS NULL OR at_micros >= $4) \
+                       AND ($5::BIGINT IS NULL OR at_micros <= $5) \
+                       AND ($6::BIGINT IS NULL OR seq > $6) \
+                       AND ($7::BIGINT IS NULL OR seq < $7) \
+                     ORDER BY seq {order} LIMIT $8"
+                ),
+                &[
+                    &domain,
+                    &localpart,
+                    &q.with,
+                    &q.start,
+                    &q.end,
+                    &after,
+                    &before,
+                    &probe_limit(q.max),
+                ],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| row_to_message(row, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(rows, q.max, newest_first))
+    }
+}
