@@ -5,6 +5,7 @@
 //! by the driver (the tokio server in `pipit-server`, or a test).
 
 pub mod client;
+pub mod datetime;
 pub mod error;
 pub mod jid;
 pub mod random;

@@ -35,6 +35,7 @@ mod limits;
 mod namespace;
 pub mod ns;
 mod parser;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -44,3 +45,4 @@ pub use escape::escape_attr_value;
 pub use event::{StreamEvent, StreamHeader};
 pub use limits::Limits;
 pub use parser::StreamParser;
+pub use stored::parse_stored;

@@ -45,3 +45,17 @@ pub const SASL_UPGRADE: &str = "urn:xmpp:sasl:upgrade:0";
 pub const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
 /// XEP-0280 Message Carbons.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0313 Message Archive Management.
+pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0359 Unique and Stable Stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";
+/// XEP-0297 Stanza Forwarding.
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0203 Delayed Delivery.
+pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0059 Result Set Management.
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// XEP-0004 Data Forms.
+pub const DATA_FORMS: &str = "jabber:x:data";
+/// XEP-0334 Message Processing Hints.
+pub const HINTS: &str = "urn:xmpp:hints";
