@@ -3,7 +3,7 @@
 //! Batches and offline takes are transactions on the store's dedicated
 //! transaction connection; queries use the shared one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use tokio_postgres::{GenericClient, Row, Transaction};
 
@@ -24,6 +24,28 @@ fn row_to_message(row: &Row, at: usize) -> Result<ArchivedMessage, StoreError> {
         at_micros: row.try_get(at + 2)?,
         stanza: row.try_get(at + 3)?,
     })
+}
+
+/// Locks the batch's accounts' rows until the transaction ends, in key order so that two
+/// batches never deadlock. Another connection's batch for the same owner then waits,
+/// and sees this one's offline count and origins: without the lock (READ COMMITTED)
+/// both would count the same queue past `max_offline`, and both would insert a shared
+/// origin, the second failing its whole batch on the unique constraint. `NO KEY`: the
+/// foreign-key checks of other tables' inserts need not wait.
+async fn lock_owners(tx: &Transaction<'_>, batch: &[NewMessage]) -> Result<(), StoreError> {
+    let owners: BTreeSet<(&str, &str)> = batch
+        .iter()
+        .map(|m| (m.domain.as_str(), m.localpart.as_str()))
+        .collect();
+    let (domains, localparts): (Vec<&str>, Vec<&str>) = owners.into_iter().unzip();
+    tx.query(
+        "SELECT 1 FROM users \
+         WHERE (domain, localpart) IN (SELECT * FROM unnest($1::TEXT[], $2::TEXT[])) \
+         ORDER BY domain, localpart FOR NO KEY UPDATE",
+        &[&domains, &localparts],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes one row inside the batch's transaction; `offline` counts each owner's
@@ -122,6 +144,7 @@ impl ArchiveStore for PostgresStore {
         batch.iter().try_for_each(check_new)?;
         let mut conn = self.transactions.lock().await;
         let tx = conn.transaction().await?;
+        lock_owners(&tx, batch).await?;
         let mut offline = HashMap::new();
         let mut stored = Vec::with_capacity(batch.len());
         for m in batch {

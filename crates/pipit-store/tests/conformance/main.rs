@@ -1,6 +1,8 @@
-//! Runs the conformance suite (`suite.rs`) against every backend: SQLite always,
-//! PostgreSQL when `PIPIT_TEST_POSTGRES_URL` is set (see `tests/start-postgres.sh`).
+//! Runs the conformance suite (`suite.rs`, and `archive.rs` for the message archive)
+//! against every backend: SQLite always, PostgreSQL when `PIPIT_TEST_POSTGRES_URL` is
+//! set (see `tests/start-postgres.sh`).
 
+mod archive;
 mod suite;
 
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pipit_store::SharedStore;
-use suite::{Backend, for_each_case};
+use suite::Backend;
 
 /// A fresh SQLite file in a temporary directory (removed on drop).
 struct Sqlite {
@@ -34,21 +36,23 @@ impl Backend for Sqlite {
     }
 }
 
-/// One test per case for SQLite, each in its own file.
+/// One test per case of `$module` for SQLite, each in its own file.
 macro_rules! sqlite_tests {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    suite::$case(&Sqlite::new()).await;
-                }
-            )*
-        }
+    ($module:ident: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $module::$case(&Sqlite::new()).await;
+            }
+        )*
     };
 }
-for_each_case!(sqlite_tests);
+
+mod sqlite {
+    use super::*;
+    suite::for_each_case!(sqlite_tests);
+    archive::for_each_case!(sqlite_tests);
+}
 
 /// The environment variable naming a PostgreSQL database the tests may write to.
 const POSTGRES_URL_VAR: &str = "PIPIT_TEST_POSTGRES_URL";
@@ -104,20 +108,24 @@ impl Backend for Postgres {
     }
 }
 
-/// Every case in turn, each in a fresh schema, inside the single PostgreSQL test.
+/// Every case of `$module` in turn, each in a fresh schema of the database at
+/// `$base_url`.
 macro_rules! postgres_cases {
-    ($($case:ident),* $(,)?) => {
-        async fn run_postgres_cases(base_url: &str) {
-            $(
-                eprintln!("postgres: {}", stringify!($case));
-                let backend = Postgres::new(base_url).await;
-                suite::$case(&backend).await;
-                backend.drop_schema().await;
-            )*
-        }
+    ($base_url:expr, $module:ident: $($case:ident),* $(,)?) => {
+        $(
+            eprintln!("postgres: {}::{}", stringify!($module), stringify!($case));
+            let backend = Postgres::new($base_url).await;
+            $module::$case(&backend).await;
+            backend.drop_schema().await;
+        )*
     };
 }
-for_each_case!(postgres_cases);
+
+/// Every case, inside the single PostgreSQL test.
+async fn run_postgres_cases(base_url: &str) {
+    suite::for_each_case!(postgres_cases, base_url);
+    archive::for_each_case!(postgres_cases, base_url);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres() {

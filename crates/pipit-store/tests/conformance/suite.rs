@@ -9,10 +9,12 @@ use std::collections::BTreeSet;
 use pipit_proto::sasl::{ScramKeys, StoredCredentials};
 use pipit_store::{FastToken, SharedStore, StoreError};
 
-/// Calls `$m!` with the name of every case below; add new cases here.
+/// Calls `$m!(args..., suite: <every case below>)`; add new cases here.
 macro_rules! for_each_case {
-    ($m:ident) => {
+    ($m:ident $(, $arg:expr)*) => {
         $m!(
+            $($arg,)*
+            suite:
             create_then_read_roundtrips_every_field,
             duplicate_create_is_user_exists,
             set_credentials_replaces,
