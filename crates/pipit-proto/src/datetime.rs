@@ -59,8 +59,8 @@ pub fn parse_micros(text: &str) -> Option<i64> {
             .then(|| part.iter().fold(0, |v, d| v * 10 + i64::from(d - b'0')))
     };
     let punct = |at: usize, c: u8| b.get(at) == Some(&c);
-    if !(punct(4, b'-') && punct(7, b'-') && punct(10, b'T') && punct(13, b':')) || !punct(16, b':')
-    {
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if !separators.iter().all(|&(at, c)| punct(at, c)) {
         return None;
     }
     let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);

@@ -14,6 +14,8 @@ pub enum StanzaError {
     FeatureNotImplemented,
     /// The addressed JID or item is malformed (§8.3.3.7).
     JidMalformed,
+    /// The addressed item does not exist (§8.3.3.8).
+    ItemNotFound,
     /// The action is not allowed for anybody (§8.3.3.10).
     NotAllowed,
     /// The sender must authenticate first (§8.3.3.12).
@@ -38,6 +40,7 @@ impl StanzaError {
             StanzaError::Conflict => "conflict",
             StanzaError::FeatureNotImplemented => "feature-not-implemented",
             StanzaError::JidMalformed => "jid-malformed",
+            StanzaError::ItemNotFound => "item-not-found",
             StanzaError::NotAllowed => "not-allowed",
             StanzaError::NotAuthorized => "not-authorized",
             StanzaError::RemoteServerNotFound => "remote-server-not-found",

@@ -140,6 +140,14 @@ impl Element {
             .collect()
     }
 
+    /// Removes the child elements for which `keep` is false; text stays.
+    pub fn retain_children(&mut self, mut keep: impl FnMut(&Element) -> bool) {
+        self.nodes.retain(|node| match node {
+            Node::Element(child) => keep(child),
+            Node::Text(_) => true,
+        });
+    }
+
     /// Appends a child element.
     pub fn append_child(&mut self, child: Element) {
         self.nodes.push(Node::Element(child));

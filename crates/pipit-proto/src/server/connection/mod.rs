@@ -240,6 +240,19 @@ impl ServerConnection {
         self.events.pop_front()
     }
 
+    /// The next event if it is a stanza: lets the driver take a run of stanzas
+    /// together (to store a burst of messages in one write) without reordering
+    /// them against other events.
+    pub fn poll_stanza(&mut self) -> Option<Element> {
+        match self.events.front() {
+            Some(Event::Stanza(_)) => match self.events.pop_front() {
+                Some(Event::Stanza(stanza)) => Some(stanza),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Bytes to write to the socket.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
