@@ -4,7 +4,7 @@
 //! has carbons on and delivers what these functions build.
 
 use pipit_proto::jid::Jid;
-use pipit_proto::xml::{Element, Node, ns};
+use pipit_proto::xml::{Element, ns};
 
 /// Stanza Forwarding (XEP-0297), the envelope of every copy.
 const FORWARD: &str = "urn:xmpp:forward:0";
@@ -46,23 +46,11 @@ pub fn is_carbon(message: &Element) -> bool {
 /// wrapper is stripped rather than the message refused: what else it carries (a
 /// body, say) is still the sender's to send, and the recipient then sees a plain
 /// message from the real sender, never a copy.
-pub fn strip_forged(message: Element) -> Element {
-    if !is_carbon(&message) {
-        return message;
-    }
-    let mut clean = Element::new(message.name(), message.ns());
-    for (key, value) in message.attrs() {
-        clean.set_attr(key, value);
-    }
-    for node in message.nodes() {
-        match node {
-            Node::Element(child)
-                if child.ns() == ns::CARBONS && matches!(child.name(), "sent" | "received") => {}
-            Node::Element(child) => clean.append_child(child.clone()),
-            Node::Text(text) => clean.append_text(text.clone()),
-        }
-    }
-    clean
+pub fn strip_forged(mut message: Element) -> Element {
+    message.retain_children(|child| {
+        !(child.ns() == ns::CARBONS && matches!(child.name(), "sent" | "received"))
+    });
+    message
 }
 
 /// The copies of `message`, which `from` sent to the account `to` and which the

@@ -75,6 +75,10 @@ pub struct Settings {
     pub max_connections: Option<u32>,
     /// Resources one account may have bound at once, detached ones included.
     pub max_sessions_per_user: Option<u32>,
+    /// Messages kept for an account while it is offline (XEP-0160).
+    pub max_offline_messages: Option<usize>,
+    /// The most messages one archive query returns (XEP-0313).
+    pub mam_max_page: Option<usize>,
 }
 
 impl Settings {
@@ -119,6 +123,8 @@ impl Settings {
                 .or(self.connection_burst_per_ip),
             max_connections: flags.max_connections.or(self.max_connections),
             max_sessions_per_user: flags.max_sessions_per_user.or(self.max_sessions_per_user),
+            max_offline_messages: flags.max_offline_messages.or(self.max_offline_messages),
+            mam_max_page: flags.mam_max_page.or(self.mam_max_page),
         }
     }
 }
@@ -199,6 +205,11 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     /// Resources one account may have bound at once (0: no limit).
     pub max_sessions_per_user: u32,
+    /// Messages kept per account while it is offline; 0 keeps none (every
+    /// message to an offline account bounces, RFC 6121 §8.5.2.2.1).
+    pub max_offline_messages: usize,
+    /// The most messages one archive query returns (at least 1).
+    pub mam_max_page: usize,
 }
 
 /// Default data directory, relative to where `pipit` runs.
@@ -218,6 +229,11 @@ pub const DEFAULT_PING_TIMEOUT_SECS: u64 = 60;
 /// Default stanzas held for a client that is not reading: a burst a reading client
 /// gets through in a moment, far less memory than a stalled one could cost.
 pub const DEFAULT_MAX_QUEUED_STANZAS: usize = 1000;
+/// Default offline queue per account: days of ordinary chat, bounded so that a
+/// flood to one absent account cannot fill the disk.
+pub const DEFAULT_MAX_OFFLINE_MESSAGES: usize = 1000;
+/// Default largest archive page: one query's results are held and written at once.
+pub const DEFAULT_MAM_MAX_PAGE: usize = 100;
 
 /// A timeout setting: `default` seconds when unset; zero is refused, since it
 /// would end every connection at once.
@@ -356,6 +372,17 @@ impl Config {
             max_sessions_per_user: settings
                 .max_sessions_per_user
                 .unwrap_or(limits::DEFAULT_MAX_SESSIONS_PER_USER),
+            max_offline_messages: settings
+                .max_offline_messages
+                .unwrap_or(DEFAULT_MAX_OFFLINE_MESSAGES),
+            mam_max_page: match settings.mam_max_page.unwrap_or(DEFAULT_MAM_MAX_PAGE) {
+                0 => {
+                    return Err(ServerError::Config(
+                        "mam-max-page must be at least 1".into(),
+                    ));
+                }
+                n => n,
+            },
         })
     }
 }
@@ -549,5 +576,19 @@ mod tests {
             }
         );
         assert_eq!(config.max_sessions_per_user, 3);
+    }
+
+    #[test]
+    fn storage_bounds_have_defaults_and_keys() {
+        let config = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(config.max_offline_messages, 1000);
+        assert_eq!(config.mam_max_page, 100);
+        let file: Settings =
+            toml::from_str("max-offline-messages = 0\nmam-max-page = 7\n").unwrap();
+        let config = Config::resolve(file).unwrap();
+        assert_eq!((config.max_offline_messages, config.mam_max_page), (0, 7));
+        let zero: Settings = toml::from_str("mam-max-page = 0\n").unwrap();
+        let err = Config::resolve(zero).unwrap_err().to_string();
+        assert!(err.contains("mam-max-page must be at least 1"), "{err}");
     }
 }

@@ -1,39 +1,124 @@
 //! What happens to a stanza from a bound session: the delivery rules of RFC 6121
-//! §8.5, with Message Carbons (XEP-0280, rules in [`carbons`]) after delivery, and
-//! the iq the server answers itself. Later features (roster, offline
-//! storage, archive) slot in here as further handlers.
+//! §8.5 (messages worth keeping are stored first: [`messages`]), with Message
+//! Carbons (XEP-0280, rules in [`carbons`]) after delivery, and the iq the server
+//! answers itself, the archive (XEP-0313, [`mam`]) among them.
 
 use pipit_proto::jid::Jid;
 use pipit_proto::stanza::{StanzaError, error_reply, iq_result};
 use pipit_proto::xml::{Element, ns};
 
-use crate::carbons;
+use crate::messages::{self, Pending};
 use crate::server::Context;
+use crate::{carbons, mam, offline};
 
 /// Features announced in the server's disco#info, each answered below.
 const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, DISCO_ITEMS, ns::PING, ns::CARBONS];
+/// Features announced on an account's bare JID, to its owner (XEP-0313 §7: the
+/// archive is discovered there; XEP-0359 §3: so are stanza IDs).
+const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::MAM, ns::SID];
 const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
+/// Handles, in order, stanzas whose `from` the core has stamped with `from`.
+/// Consecutive messages to be stored ([`messages::worth_keeping`]) are stored in
+/// one write, so a client's burst costs one commit rather than one each; anything
+/// else waits until they are stored and delivered, so nothing overtakes them
+/// (RFC 6120 §10.1).
+pub async fn handle_stanzas(ctx: &Context, from: &Jid, stanzas: Vec<Element>) {
+    let mut batch = Vec::new();
+    for stanza in stanzas {
+        match to_store(ctx, from, stanza) {
+            Ok(pending) => batch.push(pending),
+            Err(stanza) => {
+                messages::store_and_forward(ctx, from, std::mem::take(&mut batch)).await;
+                handle_stanza(ctx, from, stanza).await;
+            }
+        }
+    }
+    messages::store_and_forward(ctx, from, batch).await;
+}
+
+/// A message to an account here that is to be stored, ready for
+/// [`messages::store_and_forward`]; any other stanza comes back as it was.
+fn to_store(ctx: &Context, from: &Jid, stanza: Element) -> Result<Pending, Element> {
+    if stanza.name() != "message" {
+        return Err(stanza);
+    }
+    // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
+    let to = match stanza.attr("to").map(Jid::parse) {
+        None => from.to_bare(),
+        Some(Ok(to)) => to,
+        Some(Err(_)) => return Err(stanza),
+    };
+    let Target::Account(bare) = target(ctx, &to) else {
+        return Err(stanza);
+    };
+    let clean = messages::strip_forged_ids(
+        carbons::strip_forged(stanza),
+        &[bare.clone(), from.to_bare()],
+    );
+    if !messages::worth_keeping(&clean) {
+        return Err(clean);
+    }
+    Ok(Pending {
+        to,
+        bare,
+        stanza: clean,
+    })
+}
+
 /// Handles one stanza whose `from` the core has stamped with `from`.
-pub fn handle_stanza(ctx: &Context, from: &Jid, stanza: Element) {
+async fn handle_stanza(ctx: &Context, from: &Jid, stanza: Element) {
     // The core has checked `to` parses (jid-malformed otherwise).
     let to = stanza.attr("to").and_then(|t| Jid::parse(t).ok());
     match stanza.name() {
-        "message" => message(ctx, from, to, stanza),
-        "presence" => presence(ctx, from, to, stanza),
-        _ => iq(ctx, from, to, stanza),
+        "message" => message(ctx, from, to, stanza).await,
+        "presence" => presence(ctx, from, to, stanza).await,
+        _ => iq(ctx, from, to, stanza).await,
     }
 }
 
-/// A stanza routed to a session that ended for good before its client confirmed
-/// it: sent but never acknowledged (XEP-0198 §4), or never written at all. It is
-/// handled as one sent to an unavailable resource (RFC 6121 §8.5.3.2), never lost
-/// silently: with no offline storage yet, a message bounces to its sender with
-/// `service-unavailable` (errors and headlines excepted, §8.5.2.2.1), an iq request
-/// gets that error, presence and iq results are dropped. A carbon copy is dropped
-/// too: its sender is the account itself, which has the original. Offline storage
-/// slots in here: store the message instead of bouncing it.
-pub fn undeliverable(ctx: &Context, stanza: Element) {
+/// Stanzas routed to `owner`'s session that ended for good before its client
+/// confirmed them: sent but never acknowledged (XEP-0198 §4), or never written at
+/// all. Each is handled as one sent to an unavailable resource (RFC 6121 §8.5.3.2),
+/// never lost silently. A message from the archive addressed to this resource goes
+/// to the account's other resources that take messages (§8.5.3.2.1: as if sent to
+/// the bare JID); one to the bare JID reached those already. With no such
+/// resource it goes back to the offline queue (XEP-0160). Anything else goes to
+/// [`bounce`].
+pub async fn undeliverable(ctx: &Context, owner: &Jid, stanzas: Vec<Element>) {
+    let bare = owner.to_bare();
+    let elsewhere = ctx.router.has_available_besides(owner, 0);
+    let mut requeue = Vec::new();
+    for stanza in stanzas {
+        match offline::archive_id_for(&stanza, &bare) {
+            Some(id) if stanza.name() == "message" => {
+                let to_resource = stanza
+                    .attr("to")
+                    .and_then(|to| Jid::parse(to).ok())
+                    .is_some_and(|to| to.is_full());
+                let handed_on = elsewhere
+                    && (!to_resource
+                        || !ctx
+                            .router
+                            .deliver_to_available(&bare, &stanza, 0)
+                            .is_empty());
+                if !handed_on {
+                    requeue.push(id);
+                }
+            }
+            _ => bounce(ctx, stanza),
+        }
+    }
+    if !requeue.is_empty() {
+        offline::requeue(ctx, &bare, requeue).await;
+    }
+}
+
+/// An undeliverable stanza that was not stored: a message bounces to its sender
+/// with `service-unavailable` (errors and headlines excepted, §8.5.2.2.1), an iq
+/// request gets that error, presence and iq results are dropped. A carbon copy is
+/// dropped too: its sender is the account itself, which has the original.
+pub fn bounce(ctx: &Context, stanza: Element) {
     let kind = stanza.attr("type");
     let bounce = match stanza.name() {
         "message" => !matches!(kind, Some("error" | "headline")) && !carbons::is_carbon(&stanza),
@@ -47,7 +132,8 @@ pub fn undeliverable(ctx: &Context, stanza: Element) {
     }
 }
 
-fn reply_error(ctx: &Context, from: &Jid, stanza: &Element, error: StanzaError) {
+/// Answers `stanza` from `from` with an error, if it is not an error itself.
+pub fn reply_error(ctx: &Context, from: &Jid, stanza: &Element, error: StanzaError) {
     if let Some(reply) = error_reply(stanza, error) {
         ctx.router.deliver_to_full(from, reply);
     }
@@ -75,7 +161,7 @@ fn target(ctx: &Context, to: &Jid) -> Target {
 
 /// RFC 6121 §8.5: messages, then their carbon copies (XEP-0280) to the resources
 /// of sender and recipient that want them and did not get the original.
-fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
+async fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
     // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
     let to = to.unwrap_or_else(|| from.to_bare());
     let stanza = carbons::strip_forged(stanza);
@@ -86,8 +172,15 @@ fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
         Target::Server => return reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable),
         Target::Account(bare) => bare,
     };
+    let stanza = messages::strip_forged_ids(stanza, &[bare.clone(), from.to_bare()]);
     let delivered = deliver_message(ctx, from, &to, &bare, &stanza);
-    let copies = carbons::copies(&stanza, from, &bare, &delivered, |account| {
+    copy_carbons(ctx, from, &bare, &stanza, &delivered);
+}
+
+/// XEP-0280: the copies of a message `from` sent to the account `bare`, whose
+/// resources `delivered` got it.
+pub fn copy_carbons(ctx: &Context, from: &Jid, bare: &Jid, stanza: &Element, delivered: &[String]) {
+    let copies = carbons::copies(stanza, from, bare, delivered, |account| {
         ctx.router.carbons_enabled(account)
     });
     for (resource, copy) in copies {
@@ -95,9 +188,9 @@ fn message(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
     }
 }
 
-/// RFC 6121 §8.5 for a message to the account `bare`: returns the resources that
-/// got it. No offline storage yet, so a message nobody can take is bounced with
-/// `service-unavailable` rather than lost (§8.5.2.2.1).
+/// RFC 6121 §8.5 for a message to the account `bare` that is not stored
+/// ([`messages::worth_keeping`]): returns the resources that got it. One nobody
+/// can take is bounced with `service-unavailable` (§8.5.2.2.1).
 fn deliver_message(
     ctx: &Context,
     from: &Jid,
@@ -130,11 +223,11 @@ fn deliver_message(
 
 /// RFC 6121 §4: presence. Broadcast (no `to`) goes to the user's own available
 /// resources; subscriptions and roster broadcast come with the roster.
-fn presence(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
+async fn presence(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
     let kind = stanza.attr("type");
     let Some(to) = to else {
         match kind {
-            None => broadcast_available(ctx, from, stanza),
+            None => broadcast_available(ctx, from, stanza).await,
             Some("unavailable") => {
                 ctx.router.set_presence(from, None, 0);
                 ctx.router
@@ -163,14 +256,16 @@ fn presence(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
 
 /// RFC 6121 §4.2.2: initial (or updated) available presence goes to all of the
 /// user's available resources, the sender included, and the sender learns the
-/// presence of its other resources.
-fn broadcast_available(ctx: &Context, from: &Jid, stanza: Element) {
+/// presence of its other resources. Presence that makes the resource take
+/// messages (non-negative priority) then gets the offline queue (XEP-0160 §2).
+async fn broadcast_available(ctx: &Context, from: &Jid, stanza: Element) {
     let priority = stanza
         .get_child("priority", ns::CLIENT)
         .and_then(|p| p.text().trim().parse::<i8>().ok())
         .unwrap_or(0);
     let bare = from.to_bare();
-    let first = !ctx.router.is_available(from);
+    let before = ctx.router.available_priority(from);
+    let first = before.is_none();
     ctx.router
         .set_presence(from, Some(stanza.clone()), priority);
     ctx.router.deliver_to_available(&bare, &stanza, i8::MIN);
@@ -184,11 +279,15 @@ fn broadcast_available(ctx: &Context, from: &Jid, stanza: Element) {
             ctx.router.deliver_to_full(from, other);
         }
     }
+    // XEP-0160 §2: the queue goes out once the resource takes messages.
+    if priority >= 0 && before.is_none_or(|p| p < 0) {
+        offline::flush(ctx, from).await;
+    }
 }
 
 /// RFC 6120 §8.2.3 and RFC 6121 §8.5: iq. The server answers for itself and for
 /// the bare JIDs of its accounts; full JIDs are routed.
-fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
+async fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
     let kind = stanza.attr("type").unwrap_or_default();
     let request = matches!(kind, "get" | "set");
     if stanza.attr("id").is_none()
@@ -207,7 +306,7 @@ fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
                 reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable);
             }
         }
-        Target::Account(bare) if request => account_iq(ctx, from, &bare, &stanza),
+        Target::Account(bare) if request => account_iq(ctx, from, &bare, &stanza).await,
         // Results and errors addressed to us or to a bare JID end here.
         _ => {}
     }
@@ -223,18 +322,7 @@ fn server_iq(ctx: &Context, from: &Jid, iq: &Element) {
     let reply = match (payload.ns(), payload.name(), get) {
         (ns::PING, "ping", true) | (ns::SESSION, "session", false) => iq_result(iq),
         (ns::DISCO_INFO, "query", true) if payload.attr("node").is_none() => {
-            let mut query = Element::new("query", ns::DISCO_INFO).with_child(
-                Element::new("identity", ns::DISCO_INFO)
-                    .with_attr("category", "server")
-                    .with_attr("type", "im")
-                    .with_attr("name", "Pipit"),
-            );
-            for feature in SERVER_FEATURES {
-                query.append_child(
-                    Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature),
-                );
-            }
-            iq_result(iq).with_child(query)
+            disco_info(iq, "server", "im", SERVER_FEATURES)
         }
         (DISCO_ITEMS, "query", true) if payload.attr("node").is_none() => {
             iq_result(iq).with_child(Element::new("query", DISCO_ITEMS))
@@ -245,9 +333,9 @@ fn server_iq(ctx: &Context, from: &Jid, iq: &Element) {
 }
 
 /// iq to an account's bare JID (or without `to`), answered by the server on its
-/// behalf (RFC 6121 §8.5.2.1.3): the owner's ping, legacy session request and
-/// Message Carbons switch (XEP-0280); the roster comes later.
-fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
+/// behalf (RFC 6121 §8.5.2.1.3): the owner's ping, legacy session request, disco,
+/// Message Carbons switch (XEP-0280) and archive (XEP-0313).
+async fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
     let Some(payload) = iq.children().next() else {
         return;
     };
@@ -255,6 +343,12 @@ fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
     let owner = from.to_bare() == *bare;
     let reply = match (payload.ns(), payload.name(), get) {
         (ns::PING, "ping", true) | (ns::SESSION, "session", false) if owner => iq_result(iq),
+        (ns::DISCO_INFO, "query", true) if owner && payload.attr("node").is_none() => {
+            disco_info(iq, "account", "registered", ACCOUNT_FEATURES)
+        }
+        // XEP-0313 §4: a user queries its own archive; §4.1.5: the form.
+        (ns::MAM, "query", false) if owner => return mam::query(ctx, from, iq, payload).await,
+        (ns::MAM, "query", true) if owner => mam::form(iq),
         // XEP-0280 "Enabling Carbons", "Disabling Carbons": for the requesting
         // resource only; repeating either is no error ("Business Rules").
         (ns::CARBONS, switch @ ("enable" | "disable"), false) if owner => {
@@ -272,4 +366,19 @@ fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
         _ => return reply_error(ctx, from, iq, StanzaError::ServiceUnavailable),
     };
     ctx.router.deliver_to_full(from, reply);
+}
+
+/// A disco#info result (XEP-0030 §3.1) with one identity and `features`.
+fn disco_info(iq: &Element, category: &str, kind: &str, features: &[&str]) -> Element {
+    let mut identity = Element::new("identity", ns::DISCO_INFO)
+        .with_attr("category", category)
+        .with_attr("type", kind);
+    if category == "server" {
+        identity.set_attr("name", "Pipit");
+    }
+    let mut query = Element::new("query", ns::DISCO_INFO).with_child(identity);
+    for feature in features {
+        query.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
+    }
+    iq_result(iq).with_child(query)
 }

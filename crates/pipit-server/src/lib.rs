@@ -10,12 +10,16 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
 mod carbons;
 pub mod config;
 mod error;
 mod fast;
 mod im;
 pub mod limits;
+mod mam;
+mod messages;
+mod offline;
 pub mod resumption;
 pub mod router;
 mod server;

@@ -172,12 +172,40 @@ impl Router {
             .collect()
     }
 
-    /// Whether this session has sent available presence.
-    pub fn is_available(&self, full: &Jid) -> bool {
+    /// The priority this session's available presence gave, `None` while it is
+    /// not available.
+    pub fn available_priority(&self, full: &Jid) -> Option<i8> {
         self.lock()
             .get(&full.to_bare())
             .and_then(|rs| rs.get(full.resource().unwrap_or_default()))
-            .is_some_and(|r| r.presence.is_some())
+            .and_then(|r| r.presence.is_some().then_some(r.priority))
+    }
+
+    /// Whether `bare` has an available resource of at least `min_priority`: one a
+    /// message to the bare JID would reach (RFC 6121 §8.5.2.1.1).
+    pub fn has_available(&self, bare: &Jid, min_priority: i8) -> bool {
+        self.lock().get(bare).is_some_and(|rs| {
+            rs.values()
+                .any(|r| r.presence.is_some() && r.priority >= min_priority)
+        })
+    }
+
+    /// Whether `bare` has an available resource of at least `min_priority` other
+    /// than `except`'s.
+    pub fn has_available_besides(&self, except: &Jid, min_priority: i8) -> bool {
+        let own = except.resource().unwrap_or_default();
+        self.lock().get(&except.to_bare()).is_some_and(|rs| {
+            rs.iter().any(|(name, r)| {
+                name.as_str() != own && r.presence.is_some() && r.priority >= min_priority
+            })
+        })
+    }
+
+    /// Whether this resource is bound, available or not.
+    pub fn is_connected(&self, full: &Jid) -> bool {
+        self.lock()
+            .get(&full.to_bare())
+            .is_some_and(|rs| rs.contains_key(full.resource().unwrap_or_default()))
     }
 
     /// Delivers to one connected resource. Returns false if it is not connected.

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::archive::Archive;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::limits::{Admission, Refusal};
@@ -40,8 +41,10 @@ pub struct Context {
     pub proto: Arc<ServerConfig>,
     /// The resolved server configuration.
     pub config: Config,
-    /// Accounts and, later, everything else stored.
+    /// Accounts, their archives and offline queues.
     pub store: SharedStore,
+    /// The archive's group-commit writer.
+    pub archive: Archive,
     /// Bound sessions.
     pub router: Arc<Router>,
     /// Resumable sessions by SM-ID (XEP-0198 §5).
@@ -157,10 +160,12 @@ impl Server {
         let throttle = Throttle::new(config.throttle.clone());
         let max_resources = usize::try_from(config.max_sessions_per_user).unwrap_or(usize::MAX);
         let admission = Admission::new(config.connection_limits);
+        let archive = Archive::start(Arc::clone(&store), config.max_offline_messages);
         let ctx = Arc::new(Context {
             proto,
             config,
             store,
+            archive,
             router: Arc::new(Router::with_max_resources(max_resources)),
             resumption: Arc::new(Resumption::default()),
             throttle: Arc::new(throttle),

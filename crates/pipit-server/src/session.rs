@@ -202,7 +202,7 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
         sm: conn.take_stream_management(),
     });
     for stanza in unsent {
-        park_stanza(&ctx, &mut parked, stanza);
+        park_stanza(&ctx, &mut parked, stanza).await;
     }
     if let Some(request) = takeover {
         match hand_over(parked, request) {
@@ -233,7 +233,7 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
         }
     }
     tracing::info!("{peer}: {} went offline", parked.jid);
-    end(&ctx, parked);
+    end(&ctx, parked).await;
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -453,13 +453,13 @@ fn arm(slot: &mut Option<Instant>, active: bool, at: Instant) {
 
 /// Queues a stanza for a session without a connection; one that does not fit
 /// (the SM queue is full, or there is no SM) is undeliverable at once.
-fn park_stanza(ctx: &Context, parked: &mut Parked, stanza: Element) {
+async fn park_stanza(ctx: &Context, parked: &mut Parked, stanza: Element) {
     let refused = match &mut parked.sm {
         Some(sm) => sm.queue(stanza),
         None => Err(stanza),
     };
     if let Err(stanza) = refused {
-        im::undeliverable(ctx, stanza);
+        im::undeliverable(ctx, &parked.jid, vec![stanza]).await;
     }
 }
 
@@ -498,27 +498,33 @@ async fn detached(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
-        tokio::select! {
+        // Awaited outside the `select!`, whose futures (a watch guard among them)
+        // would otherwise be held across the await.
+        let stanza = tokio::select! {
             Some(delivery) = parked.session.inbox.recv() => match delivery {
-                Delivery::Stanza(stanza) => park_stanza(ctx, &mut parked, stanza),
+                Delivery::Stanza(stanza) => stanza,
                 // Another connection bound this resource (conflict policy replace).
                 Delivery::Close(_) => return Err(parked),
             },
             Some(request) = parked.session.control.recv() => match hand_over(parked, request) {
                 Ok(jid) => return Ok(jid),
                 // The resuming connection stopped waiting: keep waiting for another.
-                Err(back) => parked = back,
+                Err(back) => {
+                    parked = back;
+                    continue;
+                }
             },
             () = &mut deadline => return Err(parked),
             _ = shutdown.wait_for(|stop| *stop) => return Err(parked),
-        }
+        };
+        park_stanza(ctx, &mut parked, stanza).await;
     }
 }
 
 /// The session ends for good: off the router and the registry; what it was sent
 /// and never confirmed is undeliverable (XEP-0198 §4, RFC 6121 §8.5); then
 /// unavailable presence for its other resources (RFC 6121 §4.5.3) as before.
-fn end(ctx: &Context, parked: Box<Parked>) {
+async fn end(ctx: &Context, parked: Box<Parked>) {
     let Parked {
         jid,
         mut session,
@@ -538,9 +544,7 @@ fn end(ctx: &Context, parked: Box<Parked>) {
             undelivered.push(stanza);
         }
     }
-    for stanza in undelivered {
-        im::undeliverable(ctx, stanza);
-    }
+    im::undeliverable(ctx, &jid, undelivered).await;
     if was_available {
         // RFC 6121 §4.5.3: a session that ends without saying goodbye still goes
         // unavailable for its other resources.
@@ -689,8 +693,13 @@ async fn drive(
                 conn.complete_bind(result);
             }
             Event::Stanza(stanza) => {
+                // With the ones right behind it: a burst is stored in one write.
+                let mut stanzas = vec![stanza];
+                while let Some(next) = conn.poll_stanza() {
+                    stanzas.push(next);
+                }
                 if let Some(from) = conn.jid().cloned() {
-                    im::handle_stanza(ctx, &from, stanza);
+                    im::handle_stanzas(ctx, &from, stanzas).await;
                 }
             }
             Event::StreamManagementEnabled {

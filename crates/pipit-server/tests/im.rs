@@ -39,7 +39,16 @@ async fn messages_to_bare_full_and_own_jids() {
 async fn undeliverable_messages_bounce_instead_of_vanishing() {
     let server = TestServer::start(Settings::default()).await;
     let mut alice = online(&server, "alice", "desk", true).await;
-    for to in ["carol@localhost", "nobody@localhost", "localhost"] {
+    // No such account, the server itself; an offline account's messages are
+    // stored instead (tests/offline.rs), its chat states bounce.
+    send(
+        &mut alice,
+        "<message to='carol@localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+    )
+    .await;
+    let got = expect(&mut alice, "</message>").await;
+    assert!(got.contains("<service-unavailable"), "{got}");
+    for to in ["nobody@localhost", "localhost"] {
         send(&mut alice, &message_to(to, "hello?")).await;
         let got = expect(&mut alice, "</message>").await;
         assert!(

@@ -239,10 +239,11 @@ async fn plaintext_after_starttls_fails_the_handshake() {
         "only a TLS alert follows: {after:?}"
     );
     assert!(
-        !server
+        server
             .ctx
             .router
-            .is_available(&"alice@localhost/evil".parse().unwrap())
+            .available_priority(&"alice@localhost/evil".parse().unwrap())
+            .is_none()
     );
     server.stop().await;
 }

@@ -1,8 +1,10 @@
 //! XEP-0198 stream management over real sockets: enable and ack, a connection
 //! dropped mid-stream and resumed on a new one (missed stanzas arrive exactly
 //! once), failed resumption followed by a normal bind, takeover of a connection
-//! still open, a detached session whose time runs out (its stanzas bounce, its
-//! presence goes unavailable), a clean close, and the bounded queue.
+//! still open, a detached session whose time runs out (its messages go to the
+//! account's other resource, the rest bounces, its presence goes unavailable), a
+//! clean close (what was not acknowledged goes back to the offline queue), and the
+//! bounded queue.
 
 mod support;
 
@@ -201,7 +203,7 @@ async fn resuming_closes_the_old_connection_if_still_open() {
 }
 
 #[tokio::test]
-async fn an_expired_session_bounces_to_senders_and_goes_unavailable() {
+async fn an_expired_session_hands_messages_on_bounces_the_rest_and_goes_unavailable() {
     let quick = Settings {
         sm_resume_timeout_secs: Some(1),
         ..Settings::default()
@@ -237,20 +239,33 @@ async fn an_expired_session_bounces_to_senders_and_goes_unavailable() {
         bob.client.text
     );
 
-    let mut bounced = String::new();
-    while count(&bounced, "<service-unavailable") < 3 {
-        bounced.push_str(&expect(&mut bob, "<service-unavailable").await);
-    }
-    for id in ["id='sent'", "id='queued'", "id='p1'"] {
-        assert!(bounced.contains(id), "{id}: {bounced}");
-    }
-    assert_eq!(count(&bounced, "type='error'"), 3, "{bounced}");
+    // The messages were to a resource that is gone: the account's other
+    // resource gets them (RFC 6121 §8.5.3.2.1); the iq bounces (§8.5.3.2.2).
+    let bounced = expect(&mut bob, "<service-unavailable").await;
+    assert!(bounced.contains("id='p1'"), "{bounced}");
     assert!(
         bounced.contains("from='alice@localhost/phone'"),
         "{bounced}"
     );
-    let gone = expect(&mut desk, "type='unavailable'").await;
-    assert!(gone.contains("from='alice@localhost/phone'"), "{gone}");
+    let mut at_desk = String::new();
+    while !(at_desk.contains("<body>sent</body>")
+        && at_desk.contains("<body>queued</body>")
+        && at_desk.contains("type='unavailable'"))
+    {
+        at_desk.push_str(&expect(&mut desk, ">").await);
+    }
+    assert!(
+        at_desk.contains("from='alice@localhost/phone'"),
+        "{at_desk}"
+    );
+    // One ping round trip: nothing else bounced.
+    send(
+        &mut bob,
+        "<iq to='localhost' type='get' id='ping'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    let rest = expect(&mut bob, "id='ping'").await;
+    assert!(!rest.contains("type='error'"), "{rest}");
     assert!(server.ctx.resumption.is_empty());
 
     // Too late: the id is forgotten.
@@ -260,64 +275,84 @@ async fn an_expired_session_bounces_to_senders_and_goes_unavailable() {
 }
 
 #[tokio::test]
-async fn a_clean_close_ends_the_session_and_bounces_only_the_unacknowledged() {
+async fn a_clean_close_ends_the_session_and_requeues_only_the_unacknowledged() {
     let server = TestServer::start(Settings::default()).await;
     let mut bob = online(&server, "bob", "desk", false).await;
-    for (ack, bounces) in [("", 1), ("<a xmlns='urn:xmpp:sm:3' h='1'/>", 0)] {
+    let queued = || async {
+        server
+            .ctx
+            .store
+            .offline_count("alice", "localhost")
+            .await
+            .unwrap()
+    };
+    for (n, ack) in [(1, ""), (2, "<a xmlns='urn:xmpp:sm:3' h='1'/>")] {
         let mut alice = online(&server, "alice", "phone", false).await;
         enable(&mut alice).await;
-        send(&mut bob, &msg("alice@localhost/phone", "hello")).await;
-        expect(&mut alice, "<body>hello</body>").await;
+        let body = format!("hello{n}");
+        send(&mut bob, &msg("alice@localhost/phone", &body)).await;
+        expect(&mut alice, &format!("<body>{body}</body>")).await;
         send(&mut alice, &format!("{ack}</stream:stream>")).await;
         alice.read_to_close().await;
-        let mut text = String::new();
-        if bounces > 0 {
-            text = expect(&mut bob, "<service-unavailable").await;
-            assert!(text.contains("id='hello'"), "{text}");
-            assert!(
-                server.ctx.resumption.is_empty(),
-                "forgotten before bouncing"
-            );
+        // The session is over once its id is forgotten; what it had not
+        // confirmed was back in the offline queue before that.
+        while !server.ctx.resumption.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // A ping round trip: no (further) bounce came before its answer.
+        assert_eq!(queued().await, 1, "after {body}: only hello1 waits");
+        // A ping round trip: nothing bounced before its answer.
         send(
             &mut bob,
             "<iq to='localhost' type='get' id='ping'><ping xmlns='urn:xmpp:ping'/></iq>",
         )
         .await;
-        text.push_str(&expect(&mut bob, "id='ping'").await);
-        assert_eq!(
-            count(&text, "<service-unavailable"),
-            bounces,
-            "{ack}: {text}"
-        );
+        let text = expect(&mut bob, "id='ping'").await;
+        assert!(!text.contains("type='error'"), "{ack}: {text}");
     }
+    let mut alice = online(&server, "alice", "laptop", false).await;
+    send(&mut alice, "<presence/>").await;
+    let text = expect(&mut alice, "</message>").await;
+    assert!(text.contains("<body>hello1</body>"), "{text}");
     server.stop().await;
 }
 
 #[tokio::test]
-async fn a_full_queue_bounces_the_overflow_while_detached() {
+async fn a_full_queue_sends_the_overflow_offline_while_detached() {
     let server = TestServer::start(Settings::default()).await;
     let mut alice = online(&server, "alice", "phone", false).await;
     let mut bob = online(&server, "bob", "desk", false).await;
     let id = enable(&mut alice).await;
     drop(alice);
     settle().await;
-    // The queue holds 500 (SmConfig::default); the 501st bounces at once.
+    // The queue holds 500 (SmConfig::default); the 501st goes to the offline
+    // queue at once, and the iq after it bounces.
     let flood: String = (1..=501)
         .map(|n| msg("alice@localhost/phone", &format!("f{n}")))
         .collect();
-    send(&mut bob, &flood).await;
+    send(
+        &mut bob,
+        &format!("{flood}<iq to='alice@localhost/phone' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>"),
+    )
+    .await;
     let bounced = expect(&mut bob, "<service-unavailable").await;
-    assert!(bounced.contains("id='f501'"), "{bounced}");
+    assert!(bounced.contains("id='p'"), "{bounced}");
     assert_eq!(count(&bounced, "type='error'"), 1, "{bounced}");
+    assert_eq!(
+        server
+            .ctx
+            .store
+            .offline_count("alice", "localhost")
+            .await
+            .unwrap(),
+        1
+    );
 
     let (mut alice, mut text) = resume(&server, "alice", &id, 0).await;
     while !text.contains("<body>f500</body>") {
         text.push_str(&expect(&mut alice, "</message>").await);
     }
     assert_eq!(count(&text, "<body>"), 500);
-    assert!(!text.contains("f501"));
+    assert!(!text.contains("<body>f501<"));
     server.stop().await;
 }
 

@@ -176,7 +176,11 @@ async fn a_version_1_database_gains_fast_tokens_and_keeps_its_accounts() {
         .unwrap();
     assert_eq!(
         versions,
-        [(1, "users".to_string()), (2, "fast_tokens".to_string())]
+        [
+            (1, "users".to_string()),
+            (2, "fast_tokens".to_string()),
+            (3, "archive".to_string())
+        ]
     );
 }
 

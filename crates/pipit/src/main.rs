@@ -132,6 +132,14 @@ pub struct ConfigArgs {
     /// Resources one account may have bound at once; 0: no limit [default: 10].
     #[arg(long, value_name = "N")]
     max_sessions_per_user: Option<u32>,
+    /// Messages kept for an account while it is offline (XEP-0160); more are
+    /// refused with service-unavailable [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_offline_messages: Option<usize>,
+    /// The most messages one archive query (XEP-0313) returns; a larger page
+    /// asked for is cut to this [default: 100].
+    #[arg(long, value_name = "N")]
+    mam_max_page: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -167,6 +175,8 @@ impl ConfigArgs {
             connection_burst_per_ip: self.connection_burst_per_ip,
             max_connections: self.max_connections,
             max_sessions_per_user: self.max_sessions_per_user,
+            max_offline_messages: self.max_offline_messages,
+            mam_max_page: self.mam_max_page,
         };
         Ok(Config::resolve(file.merge(flags))?)
     }
