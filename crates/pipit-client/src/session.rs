@@ -231,6 +231,27 @@ impl Session {
         }
     }
 
+    /// Asks the server to acknowledge the stanzas it has handled (XEP-0198 §4,
+    /// `<r/>`), when stream management is on; its answer is taken in by
+    /// [`next_stanza`](Self::next_stanza) and shows in
+    /// [`unacknowledged`](Self::unacknowledged).
+    pub async fn request_ack(&mut self) -> Result<(), Error> {
+        if self.closed.is_some() || self.conn.0.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.conn.0.request_ack();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.flush(deadline).await.map(|_| ())
+    }
+
+    /// How many of the stanzas sent the server has not acknowledged yet (0
+    /// without stream management). Acknowledgements come in order, so these are
+    /// the last ones sent: for a server that stores before it acknowledges,
+    /// everything before them is safe.
+    pub fn unacknowledged(&self) -> usize {
+        self.conn.0.unacked()
+    }
+
     /// When the stanza last returned by [`next_stanza`](Self::next_stanza) arrived,
     /// counted from the start of the TCP connect.
     pub fn last_arrival(&self) -> Option<Duration> {

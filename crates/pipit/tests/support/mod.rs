@@ -49,26 +49,36 @@ impl Server {
     /// Starts with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("making a temporary data dir");
-        let log = File::create(dir.path().join("server.log")).expect("creating server.log");
-        let mut child = Command::new(PIPIT)
-            .arg("serve")
-            .args(["--c2s-addr", "127.0.0.1:0"])
-            .args(["--direct-tls-addr", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawning pipit serve");
+        let mut server = Server {
+            child: spawn(dir.path(), extra),
+            dir,
+            c2s: "0.0.0.0:0".parse().unwrap(),
+            direct_tls: "0.0.0.0:0".parse().unwrap(),
+            banner: Vec::new(),
+        };
+        server.wait_listening();
+        server
+    }
 
+    /// Kills the server with SIGKILL, as a crash or the OOM killer would: no
+    /// chance to flush or say goodbye. The data dir stays.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("sending SIGKILL");
+        self.child.wait().expect("reaping pipit serve");
+    }
+
+    /// Starts the server again on the same data dir (new ports), after
+    /// [`kill9`](Self::kill9).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.child = spawn(self.dir.path(), extra);
+        self.banner.clear();
+        self.wait_listening();
+    }
+
+    /// Reads the banner up to the `listening` line, which gives the addresses.
+    fn wait_listening(&mut self) {
         // A thread keeps draining stdout, so the server never blocks on a full pipe.
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = self.child.stdout.take().expect("piped stdout");
         let (lines_tx, lines) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -78,32 +88,24 @@ impl Server {
                 }
             }
         });
-
-        let mut server = Server {
-            child,
-            dir,
-            c2s: "0.0.0.0:0".parse().unwrap(),
-            direct_tls: "0.0.0.0:0".parse().unwrap(),
-            banner: Vec::new(),
-        };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
                     if let Some((c2s, direct_tls)) = parse_listening(&line) {
-                        server.c2s = c2s;
-                        server.direct_tls = direct_tls;
-                        return server;
+                        self.c2s = c2s;
+                        self.direct_tls = direct_tls;
+                        return;
                     }
-                    server.banner.push(line);
+                    self.banner.push(line);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => server.fail(&format!(
+                Err(mpsc::RecvTimeoutError::Timeout) => self.fail(&format!(
                     "pipit serve printed no `listening` line within {STARTUP_TIMEOUT:?}"
                 )),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = server.child.wait().expect("waiting for pipit serve");
-                    server.fail(&format!(
+                    let status = self.child.wait().expect("waiting for pipit serve");
+                    self.fail(&format!(
                         "pipit serve exited ({status}) before printing its `listening` line"
                     ))
                 }
@@ -157,6 +159,32 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `pipit serve` on `data_dir` with ports the OS picks, its log appended to
+/// `server.log` there.
+fn spawn(data_dir: &Path, extra: &[&str]) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("server.log"))
+        .expect("opening server.log");
+    Command::new(PIPIT)
+        .arg("serve")
+        .args(["--c2s-addr", "127.0.0.1:0"])
+        .args(["--direct-tls-addr", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawning pipit serve")
 }
 
 /// Parses `listening c2s=127.0.0.1:PORT direct-tls=127.0.0.1:PORT`.
