@@ -236,7 +236,7 @@ fn router_ops(ops: &[u8]) {
                     s.priority = priority;
                 }
                 assert_eq!(
-                    router.is_available(&full),
+                    router.available_priority(&full).is_some(),
                     model.get(&key).is_some_and(|s| s.available)
                 );
             }

@@ -56,6 +56,8 @@ pub struct Settings {
     /// Stanzas routed to a session that may wait behind output its client has
     /// not read, before the stream ends with `<resource-constraint/>`.
     pub max_queued_stanzas: Option<usize>,
+    /// Bytes of routed stanzas held for a client that is not reading.
+    pub max_queued_bytes: Option<usize>,
     /// Failed logins an address may have before its attempts are delayed.
     pub auth_free_failures: Option<u32>,
     /// Longest delay of a throttled login attempt, in seconds; 0 turns
@@ -113,6 +115,7 @@ impl Settings {
             idle_timeout_secs: flags.idle_timeout_secs.or(self.idle_timeout_secs),
             ping_timeout_secs: flags.ping_timeout_secs.or(self.ping_timeout_secs),
             max_queued_stanzas: flags.max_queued_stanzas.or(self.max_queued_stanzas),
+            max_queued_bytes: flags.max_queued_bytes.or(self.max_queued_bytes),
             auth_free_failures: flags.auth_free_failures.or(self.auth_free_failures),
             auth_max_delay_secs: flags.auth_max_delay_secs.or(self.auth_max_delay_secs),
             sm_resume_timeout_secs: flags.sm_resume_timeout_secs.or(self.sm_resume_timeout_secs),
@@ -197,6 +200,9 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Routed stanzas held for a client that is not reading.
     pub max_queued_stanzas: usize,
+    /// Bytes of routed stanzas held for a client not reading, past which its
+    /// stream ends the same way: a few large stanzas weigh as much as many small.
+    pub max_queued_bytes: usize,
     /// Failed-login throttling.
     pub throttle: crate::throttle::Policy,
     /// How long a detached session waits for resumption (zero: no resumption).
@@ -229,6 +235,9 @@ pub const DEFAULT_PING_TIMEOUT_SECS: u64 = 60;
 /// Default stanzas held for a client that is not reading: a burst a reading client
 /// gets through in a moment, far less memory than a stalled one could cost.
 pub const DEFAULT_MAX_QUEUED_STANZAS: usize = 1000;
+/// Default bytes held for a client that is not reading: 4 MiB, sixteen stanzas at
+/// the default size limit, or a thousand ordinary messages.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// Default offline queue per account: days of ordinary chat, bounded so that a
 /// flood to one absent account cannot fill the disk.
 pub const DEFAULT_MAX_OFFLINE_MESSAGES: usize = 1000;
@@ -349,6 +358,10 @@ impl Config {
                 .max_queued_stanzas
                 .unwrap_or(DEFAULT_MAX_QUEUED_STANZAS)
                 .max(1),
+            max_queued_bytes: settings
+                .max_queued_bytes
+                .unwrap_or(DEFAULT_MAX_QUEUED_BYTES)
+                .max(1),
             throttle: throttle_policy(settings.auth_free_failures, settings.auth_max_delay_secs),
             sm_resume_timeout: Duration::from_secs(
                 settings
@@ -446,10 +459,12 @@ mod tests {
         assert_eq!(config.stream_open_timeout, Duration::from_secs(30));
         assert_eq!(config.idle_timeout, Duration::from_secs(300));
         assert_eq!(config.max_queued_stanzas, 1000);
+        assert_eq!(config.max_queued_bytes, 4 * 1024 * 1024);
         assert_eq!(config.throttle, crate::throttle::Policy::default());
         let file: Settings = toml::from_str(
             "stream-open-timeout-secs = 5\ntls-handshake-timeout-secs = 6\n\
              idle-timeout-secs = 0\nping-timeout-secs = 7\nmax-queued-stanzas = 8\n\
+             max-queued-bytes = 1000\n\
              auth-free-failures = 2\nauth-max-delay-secs = 9\n",
         )
         .unwrap();
@@ -458,6 +473,7 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::ZERO);
         assert_eq!(config.ping_timeout, Duration::from_secs(7));
         assert_eq!(config.max_queued_stanzas, 8);
+        assert_eq!(config.max_queued_bytes, 1000);
         assert_eq!(
             (config.throttle.ip_free, config.throttle.account_free),
             (2, 4)

@@ -107,7 +107,8 @@ struct Parked {
 /// are still served. A client that stops reading stops being read from once its
 /// output backs up ([`OUTPUT_HIGH_WATER`]), and the stream ends with
 /// `<resource-constraint/>` once [`Config::max_queued_stanzas`](crate::Config)
-/// routed stanzas wait behind it (RFC 6120 §4.9.3.17: the server will not spend
+/// routed stanzas, or [`Config::max_queued_bytes`](crate::Config) of them, wait
+/// behind it (RFC 6120 §4.9.3.17: the server will not spend
 /// more on this stream); those stanzas were never written, so they are handled as
 /// undeliverable, not lost.
 pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
@@ -121,7 +122,7 @@ pub async fn run(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, lis
     tokio::pin!(ack_idle);
     let mut deadlines = Deadlines::new(Instant::now());
     deadlines.update(&conn, &ctx.config, Instant::now());
-    let mut out = Outbox::new(ctx.config.max_queued_stanzas);
+    let mut out = Outbox::new(ctx.config.max_queued_stanzas, ctx.config.max_queued_bytes);
     let mut buf = vec![0u8; 16 * 1024];
     let mut bound: Option<Jid> = None;
     let mut shutdown = ctx.shutdown.subscribe();
@@ -257,17 +258,22 @@ struct Outbox {
     pending: Vec<u8>,
     /// Routed stanzas not yet given to the connection.
     held: VecDeque<Element>,
+    /// Their [`Element::memory_size`] in all.
+    held_bytes: usize,
     max_held: usize,
+    max_held_bytes: usize,
     /// The stream ended because `held` overflowed.
     overflowed: bool,
 }
 
 impl Outbox {
-    fn new(max_held: usize) -> Outbox {
+    fn new(max_held: usize, max_held_bytes: usize) -> Outbox {
         Outbox {
             pending: Vec::new(),
             held: VecDeque::new(),
+            held_bytes: 0,
             max_held,
+            max_held_bytes,
             overflowed: false,
         }
     }
@@ -322,11 +328,12 @@ impl Outbox {
                 } else if conn.is_closed() {
                     unsent.push(stanza);
                 } else {
+                    self.held_bytes += stanza.memory_size();
                     self.held.push_back(stanza);
-                    if self.held.len() > self.max_held {
+                    if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
                         self.overflowed = true;
                         conn.close(Some(StreamError::ResourceConstraint(
-                            "too many stanzas wait for a client that is not reading".into(),
+                            "too much waits for a client that is not reading".into(),
                         )));
                         self.pending.extend(conn.take_output());
                     }
@@ -343,6 +350,7 @@ impl Outbox {
             && !conn.is_closed()
             && let Some(stanza) = self.held.pop_front()
         {
+            self.held_bytes -= stanza.memory_size();
             self.write(conn, stanza, unsent);
         }
     }

@@ -258,3 +258,47 @@ async fn a_client_that_stops_reading_is_closed_and_what_it_was_sent_is_kept() {
     drop(alice);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn what_waits_for_a_client_that_stops_reading_is_bounded_in_bytes() {
+    // No count limit to speak of: only the bytes held can end the stream.
+    let server = TestServer::start(Settings {
+        max_queued_stanzas: Some(1_000_000),
+        max_queued_bytes: Some(256 * 1024),
+        ..Settings::default()
+    })
+    .await;
+    let mut alice = connect_from(&server, ip(HOME), Some(4096)).await;
+    log_in(&mut alice, "alice", "slow", true).await;
+    let alice_jid = pipit_proto::jid::Jid::parse("alice@localhost/slow").unwrap();
+    let mut bob = online(&server, "bob", "flood", false).await;
+    // Some 9 MB of 30 KB stanzas: past the kernel buffers, 300 stanzas in all.
+    let body = "x".repeat(30_000);
+    let mut wire = Vec::new();
+    for i in 0..300 {
+        let message = format!(
+            "<message to='alice@localhost/slow' id='b{i}' type='headline'><body>{body}</body></message>"
+        );
+        wire.extend(bob.client.wire(message.as_bytes()));
+    }
+    let (mut rd, mut wr) = bob.stream.split();
+    let write = wr.write_all(&wire);
+    tokio::pin!(write);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut written = false;
+    let mut ticks = 0;
+    // Bob writes (and reads, as a real client does) until Alice's session ends.
+    while server.ctx.router.available_priority(&alice_jid).is_some() {
+        assert!(ticks < 3000, "alice's session never ended");
+        tokio::select! {
+            result = &mut write, if !written => {
+                result.expect("bob's stream stays open");
+                written = true;
+            }
+            read = rd.read(&mut buf) => assert!(read.expect("bob reads") > 0, "bob's stream closed"),
+            () = tokio::time::sleep(Duration::from_millis(10)) => ticks += 1,
+        }
+    }
+    drop(alice);
+    server.stop().await;
+}

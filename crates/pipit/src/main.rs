@@ -103,6 +103,10 @@ pub struct ConfigArgs {
     /// ends with resource-constraint [default: 1000].
     #[arg(long, value_name = "N")]
     max_queued_stanzas: Option<usize>,
+    /// Bytes of stanzas held for a client that is not reading before its stream
+    /// ends with resource-constraint [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    max_queued_bytes: Option<usize>,
     /// Failed logins an address may have before its login attempts are delayed
     /// [default: 5].
     #[arg(long, value_name = "N")]
@@ -167,6 +171,7 @@ impl ConfigArgs {
             idle_timeout_secs: self.idle_timeout_secs,
             ping_timeout_secs: self.ping_timeout_secs,
             max_queued_stanzas: self.max_queued_stanzas,
+            max_queued_bytes: self.max_queued_bytes,
             auth_free_failures: self.auth_free_failures,
             auth_max_delay_secs: self.auth_max_delay_secs,
             sm_resume_timeout_secs: self.sm_resume_timeout_secs,

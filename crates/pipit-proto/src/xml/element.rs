@@ -140,6 +140,28 @@ impl Element {
             .collect()
     }
 
+    /// Roughly the bytes this element and its subtree hold in memory: its
+    /// strings and nodes. For bounding what waits in a queue, where one large
+    /// stanza must count for more than one small one.
+    pub fn memory_size(&self) -> usize {
+        let strings = self.name.len()
+            + self.ns.len()
+            + self
+                .attrs
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
+                .sum::<usize>();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|node| match node {
+                Node::Element(child) => child.memory_size(),
+                Node::Text(text) => text.len() + std::mem::size_of::<Node>(),
+            })
+            .sum::<usize>();
+        std::mem::size_of::<Element>() + strings + nodes
+    }
+
     /// Removes the child elements for which `keep` is false; text stays.
     pub fn retain_children(&mut self, mut keep: impl FnMut(&Element) -> bool) {
         self.nodes.retain(|node| match node {
@@ -358,5 +380,19 @@ mod tests {
     fn display_uses_empty_parent_namespace() {
         let e = Element::new("presence", ns::CLIENT);
         assert_eq!(e.to_string(), "<presence xmlns='jabber:client'/>");
+    }
+
+    #[test]
+    fn memory_size_counts_the_subtree() {
+        let small = Element::new("message", ns::CLIENT);
+        let body = |n: usize| Element::new("body", ns::CLIENT).with_text("x".repeat(n));
+        let big = Element::new("message", ns::CLIENT).with_child(body(10_000));
+        let bigger = Element::new("message", ns::CLIENT)
+            .with_child(body(10_000))
+            .with_child(body(10_000));
+        assert!(small.memory_size() < 200);
+        assert!(big.memory_size() > 10_000 && big.memory_size() < 10_300);
+        assert!(bigger.memory_size() > 20_000);
+        assert!(small.clone().with_attr("id", "abc").memory_size() > small.memory_size());
     }
 }
