@@ -9,6 +9,7 @@ pub mod datetime;
 pub mod error;
 pub mod jid;
 pub mod random;
+pub mod roster;
 pub mod sasl;
 pub mod server;
 pub mod stanza;

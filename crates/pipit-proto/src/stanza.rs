@@ -12,10 +12,14 @@ pub enum StanzaError {
     Conflict,
     /// The feature is not implemented (§8.3.3.3).
     FeatureNotImplemented,
+    /// The sender may not do this, whoever asks (§8.3.3.4).
+    Forbidden,
     /// The addressed JID or item is malformed (§8.3.3.7).
     JidMalformed,
     /// The addressed item does not exist (§8.3.3.8).
     ItemNotFound,
+    /// The request breaks a rule or limit of the recipient (§8.3.3.9).
+    NotAcceptable,
     /// The action is not allowed for anybody (§8.3.3.10).
     NotAllowed,
     /// The sender must authenticate first (§8.3.3.12).
@@ -39,8 +43,10 @@ impl StanzaError {
             StanzaError::BadRequest => "bad-request",
             StanzaError::Conflict => "conflict",
             StanzaError::FeatureNotImplemented => "feature-not-implemented",
+            StanzaError::Forbidden => "forbidden",
             StanzaError::JidMalformed => "jid-malformed",
             StanzaError::ItemNotFound => "item-not-found",
+            StanzaError::NotAcceptable => "not-acceptable",
             StanzaError::NotAllowed => "not-allowed",
             StanzaError::NotAuthorized => "not-authorized",
             StanzaError::RemoteServerNotFound => "remote-server-not-found",
@@ -54,8 +60,10 @@ impl StanzaError {
     /// The error `type` RFC 6120 §8.3.3 gives for this condition.
     pub fn error_type(self) -> &'static str {
         match self {
-            StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
-            StanzaError::NotAuthorized => "auth",
+            StanzaError::BadRequest | StanzaError::JidMalformed | StanzaError::NotAcceptable => {
+                "modify"
+            }
+            StanzaError::NotAuthorized | StanzaError::Forbidden => "auth",
             StanzaError::RecipientUnavailable | StanzaError::ResourceConstraint => "wait",
             _ => "cancel",
         }

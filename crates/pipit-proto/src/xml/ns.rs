@@ -59,3 +59,7 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0334 Message Processing Hints.
 pub const HINTS: &str = "urn:xmpp:hints";
+/// RFC 6121 §2 roster management.
+pub const ROSTER: &str = "jabber:iq:roster";
+/// RFC 6121 §2.6.1 roster versioning stream feature.
+pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
