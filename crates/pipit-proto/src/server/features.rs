@@ -116,6 +116,9 @@ pub(crate) fn features(stage: Stage<'_>) -> Element {
             );
             // XEP-0198 §2: stream management, once authenticated.
             features.append_child(crate::server::sm::feature());
+            // RFC 6121 §2.6.1: roster versioning; a roster get with a current
+            // `ver` is answered without the roster.
+            features.append_child(Element::new("ver", ns::ROSTER_VER));
             // RFC 6121 did away with session establishment; old clients still look
             // for it, and `<optional/>` tells them they may skip it.
             features.append_child(
