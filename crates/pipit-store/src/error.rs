@@ -28,6 +28,9 @@ pub enum StoreError {
     /// An archive query was anchored at an archive ID the archive does not hold.
     #[error("no message with that archive ID")]
     ArchiveIdNotFound,
+    /// The roster holds as many entries as it may (RFC 6121 §2.3.3); nothing was written.
+    #[error("the roster is full")]
+    RosterFull,
     /// A row read back has the wrong shape (e.g. a key of the wrong size).
     #[error("corrupt store: {0}")]
     Corrupt(String),

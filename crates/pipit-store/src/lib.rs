@@ -1,5 +1,5 @@
-//! Pipit storage: user accounts with SCRAM credentials and FAST tokens (XEP-0484), in
-//! SQLite (embedded, the default) or PostgreSQL.
+//! Pipit storage: user accounts with SCRAM credentials, FAST tokens (XEP-0484) and
+//! rosters (RFC 6121), in SQLite (embedded, the default) or PostgreSQL.
 //!
 //! The server and the `pipit` CLI talk to a [`SharedStore`], a [`Store`] trait object,
 //! and never see which backend is behind it. Only salted SCRAM keys are stored
@@ -18,6 +18,8 @@
 //! - `fast_tokens.rs`: [`FastToken`] and the shape checks on tokens.
 //! - `archive.rs`: [`ArchiveStore`], the message archive and offline queue (one table);
 //!   each backend's implementation is in its directory's `archive.rs`.
+//! - `roster.rs`: [`RosterStore`], the roster types, and what a subscription
+//!   stanza writes, shared by the backends.
 //!
 //! Every backend passes the same conformance suite (`tests/conformance/`).
 //!
@@ -53,6 +55,7 @@ mod credentials;
 mod error;
 mod fast_tokens;
 mod postgres;
+mod roster;
 mod schema;
 mod sqlite;
 
@@ -66,12 +69,16 @@ pub use error::StoreError;
 pub use fast_tokens::FastToken;
 use pipit_proto::sasl::StoredCredentials;
 pub use postgres::PostgresStore;
+pub use roster::{
+    Roster, RosterItem, RosterPush, RosterStore, Subscription, SubscriptionChange,
+    SubscriptionEvent, SubscriptionState,
+};
 pub use sqlite::SqliteStore;
 
 /// Account storage, with the message archive ([`ArchiveStore`]) as a supertrait.
 /// Every method is one atomic operation on the backing database.
 #[async_trait::async_trait]
-pub trait Store: ArchiveStore + Send + Sync + 'static {
+pub trait Store: ArchiveStore + RosterStore + Send + Sync + 'static {
     /// Creates an account; Err(StoreError::UserExists) if (localpart, domain) exists.
     async fn create_user(
         &self,

@@ -179,7 +179,8 @@ async fn a_version_1_database_gains_fast_tokens_and_keeps_its_accounts() {
         [
             (1, "users".to_string()),
             (2, "fast_tokens".to_string()),
-            (3, "archive".to_string())
+            (3, "archive".to_string()),
+            (4, "roster".to_string())
         ]
     );
 }

@@ -2,9 +2,11 @@
 //! a database on loopback or a Unix socket).
 //!
 //! `tokio_postgres::Client` pipelines concurrent queries from many tasks over the one
-//! connection, so no pool is needed for account traffic. If the connection drops, every
-//! call fails with [`StoreError::Postgres`]; reconnecting is left to whoever owns the
-//! store (restart, or open a new one).
+//! connection, so no pool is needed for account traffic. A transaction needs a
+//! connection of its own (statements of other tasks would land inside it), so archive
+//! batches and roster changes take turns on a second one. If a connection drops, every
+//! call on it fails with [`StoreError::Postgres`]; reconnecting is left to whoever owns
+//! the store (restart, or open a new one).
 
 use pipit_proto::sasl::{ScramKeys, StoredCredentials};
 use tokio_postgres::error::SqlState;
@@ -17,6 +19,7 @@ use crate::schema::{self, POSTGRES_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
 
 mod archive;
+mod roster;
 
 /// Key for the advisory lock that serialises migrations across connections.
 /// Arbitrary but fixed: the ASCII bytes of "pipitmig".
@@ -27,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x7069_7069_746d_6967;
 pub struct PostgresStore {
     /// The client half; the connection half runs on its own tokio task.
     client: Client,
-    /// A second connection for multi-statement transactions (archive batches): a
+    /// A second connection for multi-statement transactions (archive batches, roster changes): a
     /// transaction needs its connection to itself, and `client` is shared by
     /// concurrent callers whose statements would otherwise land inside it.
     transactions: tokio::sync::Mutex<Client>,

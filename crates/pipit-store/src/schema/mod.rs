@@ -41,6 +41,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("sqlite/0003_archive.sql"),
         postgres: include_str!("postgres/0003_archive.sql"),
     },
+    Migration {
+        version: 4,
+        name: "roster",
+        sqlite: include_str!("sqlite/0004_roster.sql"),
+        postgres: include_str!("postgres/0004_roster.sql"),
+    },
 ];
 
 /// Creates the version table in SQLite if it is missing.

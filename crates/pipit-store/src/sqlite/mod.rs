@@ -2,9 +2,11 @@
 //!
 //! Two processes use the file at once, so the connection runs in WAL mode (readers never
 //! block the writer) with a busy timeout (a writer waits for the other process's write
-//! to finish instead of failing). Every statement is a single autocommit statement, so
-//! no transaction ever has to upgrade a read lock to a write lock, which SQLite cannot
-//! wait out. Calls run on tokio's blocking pool, never on the async runtime.
+//! to finish instead of failing). Every account statement is a single autocommit
+//! statement, and an archive batch or a roster change is a `BEGIN IMMEDIATE`
+//! transaction, so no transaction ever has to upgrade a read lock to a write lock,
+//! which SQLite cannot wait out. Calls run on tokio's blocking pool, never
+//! on the async runtime.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +22,7 @@ use crate::schema::{self, SQLITE_VERSION_TABLE};
 use crate::{FastToken, Store, StoreError};
 
 mod archive;
+mod roster;
 
 /// How long a write waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,8 +1,9 @@
-//! Runs the conformance suite (`suite.rs`, and `archive.rs` for the message archive)
-//! against every backend: SQLite always, PostgreSQL when `PIPIT_TEST_POSTGRES_URL` is
-//! set (see `tests/start-postgres.sh`).
+//! Runs the conformance suite (`suite.rs`, `archive.rs` for the message archive and
+//! `roster.rs` for rosters) against every backend: SQLite always, PostgreSQL when
+//! `PIPIT_TEST_POSTGRES_URL` is set (see `tests/start-postgres.sh`).
 
 mod archive;
+mod roster;
 mod suite;
 
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ mod sqlite {
     use super::*;
     suite::for_each_case!(sqlite_tests);
     archive::for_each_case!(sqlite_tests);
+    roster::for_each_case!(sqlite_tests);
 }
 
 /// The environment variable naming a PostgreSQL database the tests may write to.
@@ -125,6 +127,7 @@ macro_rules! postgres_cases {
 async fn run_postgres_cases(base_url: &str) {
     suite::for_each_case!(postgres_cases, base_url);
     archive::for_each_case!(postgres_cases, base_url);
+    roster::for_each_case!(postgres_cases, base_url);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
