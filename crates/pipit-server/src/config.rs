@@ -81,6 +81,9 @@ pub struct Settings {
     pub max_offline_messages: Option<usize>,
     /// The most messages one archive query returns (XEP-0313).
     pub mam_max_page: Option<usize>,
+    /// Entries a roster may hold: items, and subscription requests waiting for an
+    /// answer; 0: no limit.
+    pub max_roster_items: Option<usize>,
 }
 
 impl Settings {
@@ -128,6 +131,7 @@ impl Settings {
             max_sessions_per_user: flags.max_sessions_per_user.or(self.max_sessions_per_user),
             max_offline_messages: flags.max_offline_messages.or(self.max_offline_messages),
             mam_max_page: flags.mam_max_page.or(self.mam_max_page),
+            max_roster_items: flags.max_roster_items.or(self.max_roster_items),
         }
     }
 }
@@ -216,6 +220,8 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// The most messages one archive query returns (at least 1).
     pub mam_max_page: usize,
+    /// Entries a roster may hold (0: no limit).
+    pub max_roster_items: usize,
 }
 
 /// Default data directory, relative to where `pipit` runs.
@@ -243,6 +249,9 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_OFFLINE_MESSAGES: usize = 1000;
 /// Default largest archive page: one query's results are held and written at once.
 pub const DEFAULT_MAM_MAX_PAGE: usize = 100;
+/// Default roster size: far more contacts than a person keeps, few enough that a
+/// roster get stays one modest stanza.
+pub const DEFAULT_MAX_ROSTER_ITEMS: usize = 1000;
 
 /// A timeout setting: `default` seconds when unset; zero is refused, since it
 /// would end every connection at once.
@@ -396,6 +405,9 @@ impl Config {
                 }
                 n => n,
             },
+            max_roster_items: settings
+                .max_roster_items
+                .unwrap_or(DEFAULT_MAX_ROSTER_ITEMS),
         })
     }
 }
@@ -606,5 +618,19 @@ mod tests {
         let zero: Settings = toml::from_str("mam-max-page = 0\n").unwrap();
         let err = Config::resolve(zero).unwrap_err().to_string();
         assert!(err.contains("mam-max-page must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_roster_size_has_a_default_a_key_and_a_flag() {
+        let config = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(config.max_roster_items, 1000);
+        let file: Settings = toml::from_str("max-roster-items = 0\n").unwrap();
+        assert_eq!(Config::resolve(file.clone()).unwrap().max_roster_items, 0);
+        let flags = Settings {
+            max_roster_items: Some(5),
+            ..Settings::default()
+        };
+        let config = Config::resolve(file.merge(flags)).unwrap();
+        assert_eq!(config.max_roster_items, 5);
     }
 }

@@ -144,6 +144,10 @@ pub struct ConfigArgs {
     /// asked for is cut to this [default: 100].
     #[arg(long, value_name = "N")]
     mam_max_page: Option<usize>,
+    /// Entries a roster may hold (contacts, and subscription requests waiting for
+    /// an answer); 0: no limit [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_roster_items: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -182,6 +186,7 @@ impl ConfigArgs {
             max_sessions_per_user: self.max_sessions_per_user,
             max_offline_messages: self.max_offline_messages,
             mam_max_page: self.mam_max_page,
+            max_roster_items: self.max_roster_items,
         };
         Ok(Config::resolve(file.merge(flags))?)
     }
