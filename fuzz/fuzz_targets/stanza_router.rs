@@ -219,7 +219,9 @@ fn router_ops(ops: &[u8]) {
                 // resource index says so).
                 let id = model.get(&key).map_or(0, |s| s.id);
                 let stale = op & 0x40 != 0;
-                let was = router.unbind(&full, if stale { id + 1000 } else { id });
+                let was = router
+                    .unbind(&full, if stale { id + 1000 } else { id })
+                    .is_some();
                 let expected = !stale && model.get(&key).is_some_and(|s| s.available);
                 assert_eq!(was, expected);
                 if !stale {

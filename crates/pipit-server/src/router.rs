@@ -34,6 +34,12 @@ struct Resource {
     /// session task, so it lasts while the session is detached and is resumed with it
     /// (XEP-0198 §5): the entry stays until the session ends for good.
     carbons: bool,
+    /// The resource asked for the roster, so it gets roster pushes (an "interested
+    /// resource", RFC 6121 §2.2).
+    interested: bool,
+    /// Where this resource sent directed available presence (RFC 6121 §4.6): they
+    /// get its unavailable presence too.
+    directed: Vec<Jid>,
 }
 
 /// All bound sessions, keyed by bare JID then resource.
@@ -106,32 +112,32 @@ impl Router {
                 presence: None,
                 priority: 0,
                 carbons: false,
+                interested: false,
+                directed: Vec::new(),
             },
         );
         Ok(full)
     }
 
-    /// Removes a session, unless a newer one has taken its resource. Returns whether
-    /// the session was available (so its unavailable presence should go out).
-    pub fn unbind(&self, full: &Jid, session_id: u64) -> bool {
+    /// Removes a session, unless a newer one has taken its resource. Returns, if
+    /// the session was available (so its unavailable presence should go out), where
+    /// it had sent directed presence (RFC 6121 §4.6.3: they are told too).
+    pub fn unbind(&self, full: &Jid, session_id: u64) -> Option<Vec<Jid>> {
         let mut accounts = self.lock();
         let bare = full.to_bare();
-        let Some(resources) = accounts.get_mut(&bare) else {
-            return false;
-        };
+        let resources = accounts.get_mut(&bare)?;
         let resource = full.resource().unwrap_or_default();
-        let was_available = match resources.get(resource) {
-            Some(r) if r.session_id == session_id => {
-                let available = r.presence.is_some();
-                resources.remove(resource);
-                available
-            }
-            _ => false,
+        let departed = match resources.get(resource) {
+            Some(r) if r.session_id == session_id => resources
+                .remove(resource)
+                .filter(|r| r.presence.is_some())
+                .map(|r| r.directed),
+            _ => None,
         };
         if resources.is_empty() {
             accounts.remove(&bare);
         }
-        was_available
+        departed
     }
 
     /// Records a session's broadcast presence: `Some` available (with its priority,
@@ -145,6 +151,58 @@ impl Router {
             r.presence = presence;
             r.priority = priority;
         }
+    }
+
+    /// Marks a resource as interested in roster pushes (RFC 6121 §2.2): it asked
+    /// for the roster.
+    pub fn set_interested(&self, full: &Jid) {
+        let mut accounts = self.lock();
+        if let Some(r) = accounts
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+        {
+            r.interested = true;
+        }
+    }
+
+    /// The full JIDs of the resources of `bare` that get roster pushes.
+    pub fn interested(&self, bare: &Jid) -> Vec<Jid> {
+        let accounts = self.lock();
+        let Some(resources) = accounts.get(bare) else {
+            return Vec::new();
+        };
+        resources
+            .iter()
+            .filter(|(_, r)| r.interested)
+            .filter_map(|(name, _)| bare.with_resource(name).ok())
+            .collect()
+    }
+
+    /// Records that `full` sent directed available presence to `to` (RFC 6121
+    /// §4.6.2), or, with `available` false, directed unavailable presence, which
+    /// ends that (§4.6.3).
+    pub fn note_directed(&self, full: &Jid, to: &Jid, available: bool) {
+        let mut accounts = self.lock();
+        if let Some(r) = accounts
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+        {
+            r.directed.retain(|j| j != to);
+            if available {
+                r.directed.push(to.clone());
+            }
+        }
+    }
+
+    /// Forgets, and returns, where `full` sent directed presence: it is going
+    /// unavailable, and they are told (RFC 6121 §4.6.3).
+    pub fn take_directed(&self, full: &Jid) -> Vec<Jid> {
+        let mut accounts = self.lock();
+        accounts
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+            .map(|r| std::mem::take(&mut r.directed))
+            .unwrap_or_default()
     }
 
     /// Turns Message Carbons on or off for one resource (XEP-0280, "Enabling Carbons", "Disabling Carbons").
@@ -241,6 +299,14 @@ impl Router {
             .collect()
     }
 
+    /// The current presence of each available resource of `bare`.
+    pub fn presences(&self, bare: &Jid) -> Vec<Element> {
+        self.lock()
+            .get(bare)
+            .map(|rs| rs.values().filter_map(|r| r.presence.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The current presence of each available resource of `bare` except `except`.
     pub fn presences_of_others(&self, bare: &Jid, except: &str) -> Vec<Element> {
         let accounts = self.lock();
@@ -330,7 +396,7 @@ mod tests {
             Ok(Delivery::Close(StreamError::Conflict))
         ));
         // The replaced session's clean-up must not remove its successor.
-        assert!(!router.unbind(&jid, 1));
+        assert_eq!(router.unbind(&jid, 1), None);
         assert!(router.deliver_to_full(&jid, Element::new("message", "jabber:client")));
     }
 
@@ -399,7 +465,45 @@ mod tests {
         assert_eq!(router.deliver_to_available(&bare, &msg, 0), ["1"]);
         assert!(rx1.try_recv().is_ok());
         assert!(rx2.try_recv().is_err());
-        assert!(router.unbind(&one, 1));
+        assert_eq!(router.unbind(&one, 1), Some(Vec::new()));
+    }
+
+    #[test]
+    fn pushes_go_to_interested_resources_and_directed_presence_is_kept_until_taken() {
+        let router = Router::default();
+        let bare = Jid::parse("a@x").unwrap();
+        let mut jids = Vec::new();
+        for (id, name) in [(1, "asked"), (2, "quiet")] {
+            let (tx, _) = session();
+            let jid = router
+                .bind(
+                    &bare,
+                    Some(name.into()),
+                    ConflictPolicy::Replace,
+                    id,
+                    tx,
+                    String::new,
+                )
+                .unwrap();
+            jids.push(jid);
+        }
+        router.set_interested(&jids[0]);
+        assert_eq!(router.interested(&bare), std::slice::from_ref(&jids[0]));
+
+        let (b, c) = (Jid::parse("b@x").unwrap(), Jid::parse("c@x/r").unwrap());
+        router.note_directed(&jids[0], &b, true);
+        router.note_directed(&jids[0], &c, true);
+        router.note_directed(&jids[0], &b, true);
+        // Directed unavailable presence ends it for that recipient.
+        router.note_directed(&jids[0], &c, false);
+        assert_eq!(router.take_directed(&jids[0]), std::slice::from_ref(&b));
+        assert!(router.take_directed(&jids[0]).is_empty());
+        // Ending an available session hands its directed presence over.
+        router.set_presence(&jids[0], Some(Element::new("presence", "jabber:client")), 0);
+        router.note_directed(&jids[0], &b, true);
+        assert_eq!(router.unbind(&jids[0], 1), Some(vec![b]));
+        // An unavailable one has nobody to tell.
+        assert_eq!(router.unbind(&jids[1], 2), None);
     }
 
     #[test]
