@@ -1,7 +1,8 @@
 //! What happens to a stanza from a bound session: the delivery rules of RFC 6121
 //! §8.5 (messages worth keeping are stored first: [`messages`]), with Message
 //! Carbons (XEP-0280, rules in [`carbons`]) after delivery, and the iq the server
-//! answers itself, the archive (XEP-0313, [`mam`]) among them.
+//! answers itself, the archive (XEP-0313, [`mam`]) among them. Presence goes to
+//! [`presence`], the roster iq to [`roster`].
 
 use pipit_proto::jid::Jid;
 use pipit_proto::stanza::{StanzaError, error_reply, iq_result};
@@ -9,7 +10,7 @@ use pipit_proto::xml::{Element, ns};
 
 use crate::messages::{self, Pending};
 use crate::server::Context;
-use crate::{carbons, mam, offline};
+use crate::{carbons, mam, offline, presence, roster};
 
 /// Features announced in the server's disco#info, each answered below.
 const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, DISCO_ITEMS, ns::PING, ns::CARBONS];
@@ -72,7 +73,7 @@ async fn handle_stanza(ctx: &Context, from: &Jid, stanza: Element) {
     let to = stanza.attr("to").and_then(|t| Jid::parse(t).ok());
     match stanza.name() {
         "message" => message(ctx, from, to, stanza).await,
-        "presence" => presence(ctx, from, to, stanza).await,
+        "presence" => presence::handle(ctx, from, to, stanza).await,
         _ => iq(ctx, from, to, stanza).await,
     }
 }
@@ -140,7 +141,7 @@ pub fn reply_error(ctx: &Context, from: &Jid, stanza: &Element, error: StanzaErr
 }
 
 /// Where a stanza is addressed, relative to this server.
-enum Target {
+pub(crate) enum Target {
     /// Another domain: no server-to-server yet.
     Remote,
     /// One of our domains itself.
@@ -149,7 +150,8 @@ enum Target {
     Account(Jid),
 }
 
-fn target(ctx: &Context, to: &Jid) -> Target {
+/// Where `to` is, relative to this server.
+pub(crate) fn target(ctx: &Context, to: &Jid) -> Target {
     if !ctx.proto.serves(to.domain()) {
         Target::Remote
     } else if to.local().is_none() {
@@ -221,70 +223,6 @@ fn deliver_message(
     delivered
 }
 
-/// RFC 6121 §4: presence. Broadcast (no `to`) goes to the user's own available
-/// resources; subscriptions and roster broadcast come with the roster.
-async fn presence(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
-    let kind = stanza.attr("type");
-    let Some(to) = to else {
-        match kind {
-            None => broadcast_available(ctx, from, stanza).await,
-            Some("unavailable") => {
-                ctx.router.set_presence(from, None, 0);
-                ctx.router
-                    .deliver_to_available(&from.to_bare(), &stanza, i8::MIN);
-                ctx.router.deliver_to_full(from, stanza);
-            }
-            // Subscription states and probes need a `to` (RFC 6121 §3); errors die here.
-            Some("error") => {}
-            Some(_) => reply_error(ctx, from, &stanza, StanzaError::BadRequest),
-        }
-        return;
-    };
-    // Directed presence (RFC 6121 §4.6).
-    match target(ctx, &to) {
-        Target::Remote => reply_error(ctx, from, &stanza, StanzaError::RemoteServerNotFound),
-        Target::Server => {}
-        Target::Account(bare) => {
-            if to.is_full() {
-                ctx.router.deliver_to_full(&to, stanza);
-            } else {
-                ctx.router.deliver_to_available(&bare, &stanza, i8::MIN);
-            }
-        }
-    }
-}
-
-/// RFC 6121 §4.2.2: initial (or updated) available presence goes to all of the
-/// user's available resources, the sender included, and the sender learns the
-/// presence of its other resources. Presence that makes the resource take
-/// messages (non-negative priority) then gets the offline queue (XEP-0160 §2).
-async fn broadcast_available(ctx: &Context, from: &Jid, stanza: Element) {
-    let priority = stanza
-        .get_child("priority", ns::CLIENT)
-        .and_then(|p| p.text().trim().parse::<i8>().ok())
-        .unwrap_or(0);
-    let bare = from.to_bare();
-    let before = ctx.router.available_priority(from);
-    let first = before.is_none();
-    ctx.router
-        .set_presence(from, Some(stanza.clone()), priority);
-    ctx.router.deliver_to_available(&bare, &stanza, i8::MIN);
-    if first {
-        for other in ctx
-            .router
-            .presences_of_others(&bare, from.resource().unwrap_or_default())
-        {
-            let mut other = other;
-            other.set_attr("to", from.to_string());
-            ctx.router.deliver_to_full(from, other);
-        }
-    }
-    // XEP-0160 §2: the queue goes out once the resource takes messages.
-    if priority >= 0 && before.is_none_or(|p| p < 0) {
-        offline::flush(ctx, from).await;
-    }
-}
-
 /// RFC 6120 §8.2.3 and RFC 6121 §8.5: iq. The server answers for itself and for
 /// the bare JIDs of its accounts; full JIDs are routed.
 async fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
@@ -305,6 +243,9 @@ async fn iq(ctx: &Context, from: &Jid, to: Option<Jid>, stanza: Element) {
             if !delivered && request {
                 reply_error(ctx, from, &stanza, StanzaError::ServiceUnavailable);
             }
+        }
+        Target::Account(bare) if request && roster::is_roster_request(&stanza) => {
+            roster::handle(ctx, from, &bare, &stanza).await;
         }
         Target::Account(bare) if request => account_iq(ctx, from, &bare, &stanza).await,
         // Results and errors addressed to us or to a bare JID end here.
@@ -334,7 +275,8 @@ fn server_iq(ctx: &Context, from: &Jid, iq: &Element) {
 
 /// iq to an account's bare JID (or without `to`), answered by the server on its
 /// behalf (RFC 6121 §8.5.2.1.3): the owner's ping, legacy session request, disco,
-/// Message Carbons switch (XEP-0280) and archive (XEP-0313).
+/// Message Carbons switch (XEP-0280) and archive (XEP-0313); the roster is
+/// [`roster`]'s.
 async fn account_iq(ctx: &Context, from: &Jid, bare: &Jid, iq: &Element) {
     let Some(payload) = iq.children().next() else {
         return;

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::fast;
 use crate::im;
+use crate::presence;
 use crate::resumption::{ControlSender, Handover, Takeover};
 use crate::router::{Delivery, SessionSender};
 use crate::server::Context;
@@ -531,14 +532,14 @@ async fn detached(
 
 /// The session ends for good: off the router and the registry; what it was sent
 /// and never confirmed is undeliverable (XEP-0198 §4, RFC 6121 §8.5); then
-/// unavailable presence for its other resources (RFC 6121 §4.5.3) as before.
+/// unavailable presence for its other resources and its contacts (RFC 6121 §4.5.3).
 async fn end(ctx: &Context, parked: Box<Parked>) {
     let Parked {
         jid,
         mut session,
         sm,
     } = *parked;
-    let was_available = ctx.router.unbind(&jid, session.id);
+    let departed = ctx.router.unbind(&jid, session.id);
     let mut undelivered = Vec::new();
     if let Some(mut sm) = sm {
         if let Some(id) = sm.resume_id() {
@@ -553,14 +554,8 @@ async fn end(ctx: &Context, parked: Box<Parked>) {
         }
     }
     im::undeliverable(ctx, &jid, undelivered).await;
-    if was_available {
-        // RFC 6121 §4.5.3: a session that ends without saying goodbye still goes
-        // unavailable for its other resources.
-        let unavailable = Element::new("presence", ns::CLIENT)
-            .with_attr("type", "unavailable")
-            .with_attr("from", jid.to_string());
-        ctx.router
-            .deliver_to_available(&jid.to_bare(), &unavailable, i8::MIN);
+    if let Some(directed) = departed {
+        presence::session_ended(ctx, &jid, directed).await;
     }
 }
 
