@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 
 pub use pipit_testkit::*;
 
+pub mod roster;
+
 pub const PASSWORD: &str = "pencil";
 
 const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
