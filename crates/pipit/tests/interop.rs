@@ -1,6 +1,7 @@
 //! Real-client interop: slixmpp (Python) logs in to a real `pipit serve` over STARTTLS
 //! and over Direct TLS (XEP-0368) and delivers a chat message; with its XEP-0198
-//! plugin it enables stream management and resumes a dropped stream.
+//! plugin it enables stream management and resumes a dropped stream; two clients
+//! subscribe to each other's presence (RFC 6121 §3).
 //!
 //! Ignored by default because it needs the venv that `scripts/test` makes (or a Python
 //! with slixmpp in `PIPIT_PYTHON`); `scripts/test` runs it with `--run-ignored all`.
@@ -138,4 +139,13 @@ fn slixmpp_resumes_a_dropped_stream_over_direct_tls() {
 #[ignore = "needs slixmpp: run scripts/test"]
 fn slixmpp_gets_message_carbons_over_direct_tls() {
     slixmpp_script("slixmpp_carbons.py", "direct", ALICE, BOB);
+}
+
+/// RFC 6121 §3 with slixmpp's roster: two clients subscribe to each other, answering
+/// requests by hand, until both rosters say `both` and each has seen the other
+/// available. Presence does not depend on the transport, so one mode is enough.
+#[test]
+#[ignore = "needs slixmpp: run scripts/test"]
+fn slixmpp_clients_subscribe_to_each_other_over_starttls() {
+    slixmpp_script("slixmpp_presence.py", "starttls", ALICE, BOB);
 }
