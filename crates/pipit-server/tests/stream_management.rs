@@ -358,7 +358,12 @@ async fn a_full_queue_sends_the_overflow_offline_while_detached() {
 
 #[tokio::test]
 async fn a_connection_that_stopped_reading_can_still_be_resumed() {
-    let server = TestServer::start(Settings::default()).await;
+    // Room for what is held here (the default 4 MiB would end the stream).
+    let server = TestServer::start(Settings {
+        max_queued_bytes: Some(64 * 1024 * 1024),
+        ..Settings::default()
+    })
+    .await;
     let mut alice = online(&server, "alice", "phone", false).await;
     let id = enable(&mut alice).await;
     assert_eq!(server.ctx.resumption.len(), 1);
