@@ -40,6 +40,10 @@ pub struct Settings {
     pub scram_iterations: Option<u32>,
     /// Largest stanza accepted, in bytes.
     pub max_stanza_bytes: Option<usize>,
+    /// Deepest nesting inside a stanza, the stanza itself counted.
+    pub max_stanza_depth: Option<usize>,
+    /// Most attributes on one start tag, namespace declarations included.
+    pub max_attributes: Option<usize>,
     /// Seconds a client has from connect to a bound resource.
     pub login_timeout_secs: Option<u64>,
     // Abuse protection (`crate::throttle`, `crate::session`): timeouts, slow
@@ -108,6 +112,8 @@ impl Settings {
             conflict_policy: flags.conflict_policy.or(self.conflict_policy),
             scram_iterations: flags.scram_iterations.or(self.scram_iterations),
             max_stanza_bytes: flags.max_stanza_bytes.or(self.max_stanza_bytes),
+            max_stanza_depth: flags.max_stanza_depth.or(self.max_stanza_depth),
+            max_attributes: flags.max_attributes.or(self.max_attributes),
             login_timeout_secs: flags.login_timeout_secs.or(self.login_timeout_secs),
             stream_open_timeout_secs: flags
                 .stream_open_timeout_secs
@@ -323,6 +329,32 @@ impl Config {
         if let Some(max) = settings.max_stanza_bytes {
             limits.max_element_bytes = max;
         }
+        // A stanza is at least two deep with a payload; a stream header has
+        // attributes of its own (to, from, version, xml:lang, xmlns and the prefix).
+        for (key, value, least, slot) in [
+            (
+                "max-stanza-depth",
+                settings.max_stanza_depth,
+                2,
+                &mut limits.max_depth,
+            ),
+            (
+                "max-attributes",
+                settings.max_attributes,
+                8,
+                &mut limits.max_attributes,
+            ),
+        ] {
+            match value {
+                Some(n) if n < least => {
+                    return Err(ServerError::Config(format!(
+                        "{key} must be at least {least}"
+                    )));
+                }
+                Some(n) => *slot = n,
+                None => {}
+            }
+        }
         let database = settings.database.unwrap_or_else(|| {
             data_dir
                 .join("pipit.sqlite3")
@@ -486,6 +518,15 @@ mod tests {
         assert_eq!(config.ping_timeout, Duration::from_secs(7));
         assert_eq!(config.max_queued_stanzas, 8);
         assert_eq!(config.max_queued_bytes, 1000);
+        let file: Settings = toml::from_str("max-stanza-depth = 6\nmax-attributes = 9\n").unwrap();
+        let limited = Config::resolve(file).unwrap().limits;
+        assert_eq!((limited.max_depth, limited.max_attributes), (6, 9));
+        let defaults = Config::resolve(Settings::default()).unwrap().limits;
+        assert_eq!((defaults.max_depth, defaults.max_attributes), (32, 64));
+        let err = Config::resolve(toml::from_str("max-stanza-depth = 1\n").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max-stanza-depth must be at least 2"), "{err}");
         assert_eq!(
             (config.throttle.ip_free, config.throttle.account_free),
             (2, 4)

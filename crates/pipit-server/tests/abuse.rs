@@ -302,3 +302,31 @@ async fn what_waits_for_a_client_that_stops_reading_is_bounded_in_bytes() {
     drop(alice);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn configured_depth_and_attribute_limits_end_the_stream_with_policy_violation() {
+    let server = TestServer::start(Settings {
+        max_stanza_depth: Some(4),
+        max_attributes: Some(10),
+        ..Settings::default()
+    })
+    .await;
+    // Four deep is fine: the ping answers.
+    let mut alice = online(&server, "alice", "desk", false).await;
+    send(
+        &mut alice,
+        "<iq type='get' id='ok'><ping xmlns='urn:xmpp:ping'><a><b/></a></ping></iq>",
+    )
+    .await;
+    expect(&mut alice, "id='ok'").await;
+    send(&mut alice, "<message><a><b><c><d/></c></b></a></message>").await;
+    let text = alice.read_to_close().await;
+    assert!(text.contains("<policy-violation "), "{text}");
+
+    let mut bob = online(&server, "bob", "desk", false).await;
+    let attrs: String = (0..11).map(|i| format!(" a{i}='x'")).collect();
+    send(&mut bob, &format!("<message{attrs}/>")).await;
+    let text = bob.read_to_close().await;
+    assert!(text.contains("<policy-violation "), "{text}");
+    server.stop().await;
+}

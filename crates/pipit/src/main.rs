@@ -82,6 +82,12 @@ pub struct ConfigArgs {
     /// Largest stanza accepted, in bytes [default: 262144].
     #[arg(long, value_name = "BYTES")]
     max_stanza_bytes: Option<usize>,
+    /// Deepest nesting inside a stanza, the stanza itself counted [default: 32].
+    #[arg(long, value_name = "N")]
+    max_stanza_depth: Option<usize>,
+    /// Most attributes on one start tag [default: 64].
+    #[arg(long, value_name = "N")]
+    max_attributes: Option<usize>,
     /// Seconds from connect to bound resource before the server gives up [default: 60].
     #[arg(long, value_name = "SECS")]
     login_timeout_secs: Option<u64>,
@@ -169,6 +175,8 @@ impl ConfigArgs {
             conflict_policy: self.conflict_policy.clone(),
             scram_iterations: self.scram_iterations,
             max_stanza_bytes: self.max_stanza_bytes,
+            max_stanza_depth: self.max_stanza_depth,
+            max_attributes: self.max_attributes,
             login_timeout_secs: self.login_timeout_secs,
             stream_open_timeout_secs: self.stream_open_timeout_secs,
             tls_handshake_timeout_secs: self.tls_handshake_timeout_secs,
