@@ -143,91 +143,52 @@ impl Router {
     /// Records a session's broadcast presence: `Some` available (with its priority,
     /// RFC 6121 §4.7.2.3), `None` unavailable.
     pub fn set_presence(&self, full: &Jid, presence: Option<Element>, priority: i8) {
-        let mut accounts = self.lock();
-        if let Some(r) = accounts
-            .get_mut(&full.to_bare())
-            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
-        {
+        self.update(full, |r| {
             r.presence = presence;
             r.priority = priority;
-        }
+        });
     }
 
     /// Marks a resource as interested in roster pushes (RFC 6121 §2.2): it asked
     /// for the roster.
     pub fn set_interested(&self, full: &Jid) {
-        let mut accounts = self.lock();
-        if let Some(r) = accounts
-            .get_mut(&full.to_bare())
-            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
-        {
-            r.interested = true;
-        }
+        self.update(full, |r| r.interested = true);
     }
 
     /// The full JIDs of the resources of `bare` that get roster pushes.
     pub fn interested(&self, bare: &Jid) -> Vec<Jid> {
-        let accounts = self.lock();
-        let Some(resources) = accounts.get(bare) else {
-            return Vec::new();
-        };
-        resources
-            .iter()
-            .filter(|(_, r)| r.interested)
-            .filter_map(|(name, _)| bare.with_resource(name).ok())
-            .collect()
+        self.resources_where(bare, |r| r.interested)
     }
 
     /// Records that `full` sent directed available presence to `to` (RFC 6121
     /// §4.6.2), or, with `available` false, directed unavailable presence, which
     /// ends that (§4.6.3).
     pub fn note_directed(&self, full: &Jid, to: &Jid, available: bool) {
-        let mut accounts = self.lock();
-        if let Some(r) = accounts
-            .get_mut(&full.to_bare())
-            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
-        {
+        self.update(full, |r| {
             r.directed.retain(|j| j != to);
             if available {
                 r.directed.push(to.clone());
             }
-        }
+        });
     }
 
     /// Forgets, and returns, where `full` sent directed presence: it is going
     /// unavailable, and they are told (RFC 6121 §4.6.3).
     pub fn take_directed(&self, full: &Jid) -> Vec<Jid> {
-        let mut accounts = self.lock();
-        accounts
-            .get_mut(&full.to_bare())
-            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
-            .map(|r| std::mem::take(&mut r.directed))
-            .unwrap_or_default()
+        let mut taken = Vec::new();
+        self.update(full, |r| taken = std::mem::take(&mut r.directed));
+        taken
     }
 
     /// Turns Message Carbons on or off for one resource (XEP-0280, "Enabling Carbons", "Disabling Carbons").
     pub fn set_carbons(&self, full: &Jid, enabled: bool) {
-        let mut accounts = self.lock();
-        if let Some(r) = accounts
-            .get_mut(&full.to_bare())
-            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
-        {
-            r.carbons = enabled;
-        }
+        self.update(full, |r| r.carbons = enabled);
     }
 
     /// The full JIDs of the available resources of `bare` with carbons on: those
     /// that want copies of the account's conversations (XEP-0280).
     pub fn carbons_enabled(&self, bare: &Jid) -> Vec<Jid> {
-        let accounts = self.lock();
-        let Some(resources) = accounts.get(bare) else {
-            return Vec::new();
-        };
-        resources
-            .iter()
-            .filter(|(_, r)| r.carbons && r.presence.is_some())
-            .filter_map(|(name, _)| bare.with_resource(name).ok())
-            .collect()
+        self.resources_where(bare, |r| r.carbons && r.presence.is_some())
     }
 
     /// The priority this session's available presence gave, `None` while it is
@@ -319,6 +280,28 @@ impl Router {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Changes one bound resource's entry; nothing if it is not bound.
+    fn update(&self, full: &Jid, change: impl FnOnce(&mut Resource)) {
+        if let Some(r) = self
+            .lock()
+            .get_mut(&full.to_bare())
+            .and_then(|rs| rs.get_mut(full.resource().unwrap_or_default()))
+        {
+            change(r);
+        }
+    }
+
+    /// The full JIDs of the resources of `bare` for which `keep` holds.
+    fn resources_where(&self, bare: &Jid, keep: impl Fn(&Resource) -> bool) -> Vec<Jid> {
+        self.lock().get(bare).map_or_else(Vec::new, |resources| {
+            resources
+                .iter()
+                .filter(|(_, r)| keep(r))
+                .filter_map(|(name, _)| bare.with_resource(name).ok())
+                .collect()
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, HashMap<String, Resource>>> {

@@ -11,6 +11,8 @@
 //! and acknowledges each message to its sender only once that transaction is
 //! durable.
 
+use std::collections::HashMap;
+
 use crate::StoreError;
 
 /// One message for one owner's archive.
@@ -138,6 +140,46 @@ pub trait ArchiveStore {
         domain: &str,
         query: &ArchiveQuery,
     ) -> Result<ArchivePage, StoreError>;
+}
+
+/// Each owner's offline queue as a batch fills it: read from the database the
+/// first time an owner comes up, counted here after that, so the limit holds
+/// across the batch's own rows (XEP-0160 §2).
+pub(crate) struct OfflineQueues {
+    max: usize,
+    queued: HashMap<(String, String), usize>,
+}
+
+impl OfflineQueues {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            queued: HashMap::new(),
+        }
+    }
+
+    /// Whether the queue of `m`'s owner is yet to be read.
+    pub(crate) fn unknown(&self, m: &NewMessage) -> bool {
+        !self.queued.contains_key(&owner(m))
+    }
+
+    /// Whether `m`'s owner's queue, `stored` long in the database if it was yet
+    /// to be read, has room for `m`; if so `m` counts from now on.
+    pub(crate) fn admit(&mut self, m: &NewMessage, stored: Option<i64>) -> bool {
+        let queued = self
+            .queued
+            .entry(owner(m))
+            .or_insert_with(|| stored.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)));
+        if *queued >= self.max {
+            return false;
+        }
+        *queued += 1;
+        true
+    }
+}
+
+fn owner(m: &NewMessage) -> (String, String) {
+    (m.domain.clone(), m.localpart.clone())
 }
 
 /// Checks the parts of a row that the schema cannot.

@@ -3,15 +3,15 @@
 //! Batches and offline takes are transactions on the store's dedicated
 //! transaction connection; queries use the shared one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::PostgresStore;
 use crate::StoreError;
 use crate::archive::{
-    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, Page, Stored, check_new,
-    finish_page, probe_limit,
+    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, OfflineQueues, Page,
+    Stored, check_new, finish_page, probe_limit,
 };
 
 /// The columns of [`ArchivedMessage`], in the order [`row_to_message`] reads them.
@@ -48,21 +48,18 @@ async fn lock_owners(tx: &Transaction<'_>, batch: &[NewMessage]) -> Result<(), S
     Ok(())
 }
 
-/// Writes one row inside the batch's transaction; `offline` counts each owner's
-/// queue once per batch.
+/// Writes one row inside the batch's transaction.
 async fn store_one(
     tx: &Transaction<'_>,
     m: &NewMessage,
-    max_offline: usize,
-    offline: &mut HashMap<(String, String), usize>,
+    queues: &mut OfflineQueues,
 ) -> Result<Stored, StoreError> {
-    let owner = (m.domain.clone(), m.localpart.clone());
     if let Some(origin) = &m.origin {
         let existing = tx
             .query_opt(
                 "SELECT stanza_id FROM archive \
                  WHERE domain = $1 AND localpart = $2 AND origin = $3",
-                &[&owner.0, &owner.1, origin],
+                &[&m.domain, &m.localpart, origin],
             )
             .await?;
         if let Some(row) = existing {
@@ -70,25 +67,21 @@ async fn store_one(
         }
     }
     if m.offline {
-        let queued = match offline.get(&owner) {
-            Some(n) => *n,
-            None => {
-                let n: i64 = tx
-                    .query_one(
-                        "SELECT COUNT(*) FROM archive \
-                         WHERE domain = $1 AND localpart = $2 AND offline",
-                        &[&owner.0, &owner.1],
-                    )
-                    .await?
-                    .try_get(0)?;
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
+        let stored = if queues.unknown(m) {
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM archive \
+                     WHERE domain = $1 AND localpart = $2 AND offline",
+                    &[&m.domain, &m.localpart],
+                )
+                .await?;
+            Some(row.try_get(0)?)
+        } else {
+            None
         };
-        if queued >= max_offline {
-            offline.insert(owner, queued);
+        if !queues.admit(m, stored) {
             return Ok(Stored::OfflineFull);
         }
-        offline.insert(owner, queued + 1);
     }
     // The EXISTS turns a missing account into "no row" rather than a foreign-key
     // error that would abort the whole batch.
@@ -145,10 +138,10 @@ impl ArchiveStore for PostgresStore {
         let mut conn = self.transactions.lock().await;
         let tx = conn.transaction().await?;
         lock_owners(&tx, batch).await?;
-        let mut offline = HashMap::new();
+        let mut queues = OfflineQueues::new(max_offline);
         let mut stored = Vec::with_capacity(batch.len());
         for m in batch {
-            stored.push(store_one(&tx, m, max_offline, &mut offline).await?);
+            stored.push(store_one(&tx, m, &mut queues).await?);
         }
         tx.commit().await?;
         Ok(stored)

@@ -3,15 +3,13 @@
 //! A batch is one `BEGIN IMMEDIATE` transaction (the write lock up front, as in
 //! migrations), so it is durable as a whole when `archive_messages` returns.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::SqliteStore;
 use crate::StoreError;
 use crate::archive::{
-    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, Page, Stored, check_new,
-    finish_page, probe_limit,
+    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, NewMessage, OfflineQueues, Page,
+    Stored, check_new, finish_page, probe_limit,
 };
 
 /// The columns of [`ArchivedMessage`], in the order [`row_to_message`] reads them.
@@ -30,45 +28,39 @@ fn write_transaction(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
-/// Writes one row inside the batch's transaction; `offline` counts each owner's
-/// queue once per batch.
+/// Writes one row inside the batch's transaction.
 fn store_one(
     tx: &Transaction<'_>,
     m: &NewMessage,
-    max_offline: usize,
-    offline: &mut HashMap<(String, String), usize>,
+    queues: &mut OfflineQueues,
 ) -> Result<Stored, StoreError> {
-    let owner = (m.domain.clone(), m.localpart.clone());
     if let Some(origin) = &m.origin {
         let existing: Option<String> = tx
             .prepare_cached(
                 "SELECT stanza_id FROM archive \
                  WHERE domain = ?1 AND localpart = ?2 AND origin = ?3",
             )?
-            .query_row(params![owner.0, owner.1, origin], |row| row.get(0))
+            .query_row(params![m.domain, m.localpart, origin], |row| row.get(0))
             .optional()?;
         if let Some(id) = existing {
             return Ok(Stored::Duplicate(id));
         }
     }
     if m.offline {
-        let queued = match offline.get(&owner) {
-            Some(n) => *n,
-            None => {
-                let n: i64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM archive \
-                         WHERE domain = ?1 AND localpart = ?2 AND offline = 1",
-                    )?
-                    .query_row(params![owner.0, owner.1], |row| row.get(0))?;
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
+        let stored = if queues.unknown(m) {
+            let n: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM archive \
+                     WHERE domain = ?1 AND localpart = ?2 AND offline = 1",
+                )?
+                .query_row(params![m.domain, m.localpart], |row| row.get(0))?;
+            Some(n)
+        } else {
+            None
         };
-        if queued >= max_offline {
-            offline.insert(owner, queued);
+        if !queues.admit(m, stored) {
             return Ok(Stored::OfflineFull);
         }
-        offline.insert(owner, queued + 1);
     }
     // The EXISTS turns a missing account into "no row" rather than a foreign-key
     // error that would abort the whole batch.
@@ -157,10 +149,10 @@ impl ArchiveStore for SqliteStore {
         let batch = batch.to_vec();
         self.with_conn(move |conn| {
             let tx = write_transaction(conn)?;
-            let mut offline = HashMap::new();
+            let mut queues = OfflineQueues::new(max_offline);
             let stored = batch
                 .iter()
-                .map(|m| store_one(&tx, m, max_offline, &mut offline))
+                .map(|m| store_one(&tx, m, &mut queues))
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit()?;
             Ok(stored)
