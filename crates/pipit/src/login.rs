@@ -369,7 +369,7 @@ fn parse_modes(s: &str) -> Result<Modes, String> {
     })
 }
 
-fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
+pub(crate) fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
     Mechanism::from_name(&s.to_ascii_uppercase()).ok_or_else(|| {
         let names: Vec<_> = Mechanism::ALL.iter().map(|m| m.name()).collect();
         format!("expected one of {}", names.join(", "))
@@ -415,7 +415,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<String, String> {
 }
 
 /// The host part of a checked `host:port`.
-fn host_of(addr: &str) -> &str {
+pub(crate) fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map(|(host, _)| host).unwrap_or(addr)
 }
 

@@ -1,5 +1,6 @@
 //! `pipit`: run the server and manage its accounts.
 
+mod bench;
 mod check;
 mod login;
 mod soak;
@@ -40,6 +41,9 @@ enum Command {
     /// Run a bounded soak test against a server: well-behaved and misbehaving
     /// clients for a set time, then a report.
     Soak(soak::SoakArgs),
+    /// Load-test any XMPP server: logins/s, idle sessions and their memory, or
+    /// message rates; a bounded run, then a report (a table, or --json).
+    Bench(bench::BenchArgs),
 }
 
 /// Settings shared by every command; each overrides the `--config` file.
@@ -216,6 +220,7 @@ fn main() -> anyhow::Result<()> {
             Command::Login(args) => login::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Soak(args) => soak::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

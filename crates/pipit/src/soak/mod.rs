@@ -9,7 +9,7 @@
 //! `--server-pid`), so growth after warm-up shows.
 
 mod misbehaving;
-mod report;
+pub(crate) mod report;
 mod well_behaved;
 
 use std::net::{IpAddr, Ipv4Addr};
