@@ -138,7 +138,7 @@ async fn client_loop(
     }
     barrier.wait().await;
     let deadline = Instant::now() + duration;
-    let mut round = 1;
+    let mut round = 0;
     while Instant::now() < deadline {
         round += 1;
         let options = match target.options(&client, mode, connection(round)) {
