@@ -216,6 +216,8 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<Report> {
         }
         let within = step.ok;
         report.steps.push(step);
+        // Every step's failures, the one over the bounds included.
+        report.failures.merge(outcome.seen.failures.clone());
         if within {
             report.limit_per_s = Some(rate);
         }
@@ -249,7 +251,6 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<Report> {
             ("stale", seen.stale),
         ]);
         report.latency_ms = seen.latency.percentiles();
-        report.failures.merge(seen.failures);
     }
     close_all(users, &mut report.failures).await;
     report.counts.insert("failed", report.failures.total());

@@ -47,7 +47,7 @@ Output: a table on stdout, or with --json one object:
                messages: target_per_s, sent_per_s, delivered_per_s
   latency_ms   {count, min, mean, p50, p90, p99, max}, or null: login latency (TCP
                connect to bound resource) or message delivery latency
-  failures     {reason: count}; counts.failed is their sum
+  failures     {reason: count}, over the whole run; counts.failed is their sum
   rss          idle with --server-pid: {before_kib, after_kib, end_kib,
                per_session_kib}; else null
   steps        messages --find-limit: [{target_per_s, sent_per_s, delivered_per_s,
