@@ -117,6 +117,8 @@ fn logins_in_stunt_mode_all_succeed_and_are_timed() {
     );
     assert!(0.0 < p50 && p50 <= p99, "{report}");
     assert!(report["rates"]["logins_per_s"].as_f64().unwrap() > 0.0);
+    // Stunt: at least TCP, the TLS handshake riding with <starttls/>, and auth.
+    assert!(report["rates"]["round_trips_mean"].as_f64().unwrap() >= 3.0);
     assert_eq!(report["parameters"]["clients"], 4.0);
     assert_eq!(report["target"]["spread_addresses"], true);
 }

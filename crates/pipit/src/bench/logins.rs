@@ -1,7 +1,8 @@
 //! `pipit bench logins`: N clients log in over and over for T seconds, each as
 //! soon as its last session is closed; the report gives logins per second, the
-//! login latency (TCP connect to bound resource, as pipit-client reports it), and
-//! failures by reason.
+//! login latency (TCP connect to bound resource, as pipit-client reports it), the
+//! mean round trips a login took (as pipit-client counts them), and failures by
+//! reason.
 //!
 //! Each client keeps its own state in memory, so a FAST token carries over from
 //! one of its logins to the next, and with `--tls-resumption` its own TLS tickets.
@@ -83,6 +84,8 @@ pub async fn run(args: LoginsArgs) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     let mut done = tally.take();
     let logins = done.counts.get("logins").copied().unwrap_or(0);
+    // Summed per login; the mean goes with the rates.
+    let round_trips = done.counts.remove("round_trips").unwrap_or(0);
     for count in [
         "attempts",
         "logins",
@@ -104,7 +107,14 @@ pub async fn run(args: LoginsArgs) -> anyhow::Result<Report> {
         ]
         .into(),
         seconds,
-        rates: [("logins_per_s", logins as f64 / seconds.max(f64::EPSILON))].into(),
+        rates: [
+            ("logins_per_s", logins as f64 / seconds.max(f64::EPSILON)),
+            (
+                "round_trips_mean",
+                round_trips as f64 / logins.max(1) as f64,
+            ),
+        ]
+        .into(),
         counts: done.counts,
         latency_ms: done.latency.percentiles(),
         failures: done.failures,
@@ -156,6 +166,7 @@ async fn client_loop(
         };
         let report = session.report();
         tally.timed("logins", report.login_time);
+        tally.add("round_trips", report.round_trips as u64);
         for (count, yes) in [
             ("tls_resumed", report.resumed),
             ("early_data", report.early_data),

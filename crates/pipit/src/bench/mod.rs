@@ -43,7 +43,7 @@ Output: a table on stdout, or with --json one object:
                idle:     attempts, established, failed, dropped_during_hold, held_at_end
                messages: users, logged_in, scheduled, sent, delivered, lost,
                          bounced, stale, failed
-  rates        logins: logins_per_s; idle: establish_s, sessions_per_s, held_s;
+  rates        logins: logins_per_s, round_trips_mean; idle: establish_s, sessions_per_s, held_s;
                messages: target_per_s, sent_per_s, delivered_per_s
   latency_ms   {count, min, mean, p50, p90, p99, max}, or null: login latency (TCP
                connect to bound resource) or message delivery latency

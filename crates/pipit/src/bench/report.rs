@@ -128,7 +128,7 @@ impl Report {
             println!("  {name:<24} {value:>12}");
         }
         for (name, value) in &self.rates {
-            println!("  {name:<24} {value:>12.1}");
+            println!("  {name:<24} {value:>12.2}");
         }
         match &self.latency_ms {
             Some(p) => println!(

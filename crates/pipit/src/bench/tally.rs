@@ -28,7 +28,12 @@ impl Tally {
 
     /// Adds one to `count`.
     pub fn count(&self, count: &'static str) {
-        *self.lock().counts.entry(count).or_default() += 1;
+        self.add(count, 1);
+    }
+
+    /// Adds `n` to `count`.
+    pub fn add(&self, count: &'static str, n: u64) {
+        *self.lock().counts.entry(count).or_default() += n;
     }
 
     /// Adds one to `count` and records how long it took.
