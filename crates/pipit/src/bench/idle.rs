@@ -213,13 +213,7 @@ async fn worker(
 /// as a failure) if the login failed.
 async fn open(target: &Target, tally: &Tally, index: u32) -> Option<Session> {
     let total = u64::from(index);
-    let client = match target.client(index) {
-        Ok(client) => client,
-        Err(e) => {
-            tally.fail(format!("client: {e}"));
-            return None;
-        }
-    };
+    let client = target.client(index);
     // The warm-up takes the addresses after the sessions' own.
     if let Some(warm_up) = target.warm_up(&client, total + (1 << 21)).await {
         match warm_up {

@@ -62,7 +62,7 @@ pub async fn run(args: LoginsArgs) -> anyhow::Result<Report> {
     let barrier = Arc::new(Barrier::new(args.clients as usize + 1));
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..args.clients {
-        let client = target.client(index)?;
+        let client = target.client(index);
         tasks.spawn(client_loop(
             Arc::clone(&target),
             Arc::clone(&tally),

@@ -294,7 +294,7 @@ fn collect(done: Option<LoggedIn>, ring: &mut Vec<User>, failures: &mut Failures
 }
 
 async fn log_in_one(target: &Target, index: u32) -> Result<Session, String> {
-    let client = target.client(index).map_err(|e| format!("client: {e}"))?;
+    let client = target.client(index);
     let connection = u64::from(index);
     if let Some(warm_up) = target.warm_up(&client, connection + (1 << 21)).await {
         let _ = warm_up?.close().await;

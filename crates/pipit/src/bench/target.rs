@@ -3,13 +3,18 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use pipit_client::{LoginOptions, Mechanism, Mode, Session, State, TlsBuilder, TlsSettings};
+use pipit_client::{LoginOptions, Mechanism, Mode, Session, State, TlsSettings};
+use rustls::client::Resumption as TicketCache;
 use serde::Serialize;
 
 use crate::login::{host_of, parse_addr, parse_duration, parse_mechanism};
+
+/// Session cache entries per resuming client: it talks to one server.
+const TICKETS_PER_CLIENT: usize = 4;
 
 /// Flags every scenario takes.
 #[derive(clap::Args, Debug)]
@@ -96,10 +101,11 @@ pub struct Target {
     rtt: Option<Duration>,
     timeout: Duration,
     resume_tls: bool,
-    trust: TlsBuilder,
-    /// Without resumption one configuration serves all; with it each client
-    /// builds its own, so that each holds its own tickets as a real one would.
-    shared_tls: Option<TlsSettings>,
+    /// The trust, with the session cache `resume_tls` asks for: without
+    /// resumption one configuration serves all clients; with it each client gets
+    /// a copy with a cache of its own, so that each holds its own tickets as a
+    /// real one would.
+    tls: Arc<rustls::ClientConfig>,
     spread: bool,
 }
 
@@ -130,13 +136,10 @@ impl Target {
             Resumption::Off => false,
             Resumption::Auto => matches!(args.mode, Mode::Fast | Mode::Fast0Rtt | Mode::SmResume),
         };
-        let shared_tls = if resume_tls {
-            None
-        } else {
-            let mut config = trust.client_config(rustls::DEFAULT_VERSIONS)?;
-            config.resumption = rustls::client::Resumption::disabled();
-            Some(TlsSettings::from_rustls(config.into()))
-        };
+        let mut tls = trust.client_config(rustls::DEFAULT_VERSIONS)?;
+        if !resume_tls {
+            tls.resumption = TicketCache::disabled();
+        }
         let direct_tls = args.direct_tls.unwrap_or_else(|| {
             format!(
                 "{}:{}",
@@ -157,12 +160,11 @@ impl Target {
             rtt: args.rtt,
             timeout: args.timeout,
             resume_tls,
-            trust,
-            shared_tls,
+            tls: Arc::new(tls),
         };
         // A bad domain or prefix is a usage error, not a failure per login.
         target
-            .options(&target.client(0)?, Mode::Stunt, 0)?
+            .options(&target.client(0), Mode::Stunt, 0)?
             .validate()?;
         Ok(target)
     }
@@ -201,16 +203,19 @@ impl Target {
     }
 
     /// Client `index`, with a fresh state (and TLS session cache, if resuming).
-    pub fn client(&self, index: u32) -> anyhow::Result<Client> {
-        let tls = match &self.shared_tls {
-            Some(shared) => shared.clone(),
-            None => self.trust.clone().build()?,
+    pub fn client(&self, index: u32) -> Client {
+        let tls = if self.resume_tls {
+            let mut own = (*self.tls).clone();
+            own.resumption = TicketCache::in_memory_sessions(TICKETS_PER_CLIENT);
+            Arc::new(own)
+        } else {
+            Arc::clone(&self.tls)
         };
-        Ok(Client {
+        Client {
             index,
             state: State::in_memory(),
-            tls,
-        })
+            tls: TlsSettings::from_rustls(tls),
+        }
     }
 
     /// The options of `client`'s login in `mode`; `connection` numbers its
