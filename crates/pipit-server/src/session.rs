@@ -324,7 +324,7 @@ impl Outbox {
                 if !self.wants_input() {
                     self.write_ready(socket);
                 }
-                if self.held.is_empty() && self.wants_input() {
+                if self.held.is_empty() && self.wants_input() && can_send(conn) {
                     self.write(conn, stanza, unsent);
                 } else if conn.is_closed() {
                     unsent.push(stanza);
@@ -349,6 +349,7 @@ impl Outbox {
         self.pending.extend(conn.take_output());
         while self.wants_input()
             && !conn.is_closed()
+            && can_send(conn)
             && let Some(stanza) = self.held.pop_front()
         {
             self.held_bytes -= stanza.memory_size();
@@ -362,6 +363,14 @@ impl Outbox {
         }
         self.pending.extend(conn.take_output());
     }
+}
+
+/// Whether the stream can take one more stanza now: not while the client has as
+/// many unacknowledged as XEP-0198 lets wait (the core would end the stream on one
+/// more). Until its acks come, routed stanzas are held like output it has not read
+/// (a flush of a long offline queue, say), within the same bounds.
+fn can_send(conn: &ServerConnection) -> bool {
+    conn.stream_management().is_none_or(|sm| !sm.is_full())
 }
 
 /// The connection's deadlines besides the login one, each ending the stream with

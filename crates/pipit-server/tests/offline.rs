@@ -180,3 +180,38 @@ async fn forged_stanza_ids_are_removed() {
     assert_eq!(got.matches("by='bob@localhost'").count(), 1, "{got}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_queue_longer_than_the_ack_window_waits_for_acks_instead_of_ending_the_stream() {
+    let server = TestServer::start(Settings::default()).await;
+    let mut alice = with_sm(&server, "alice", "desk").await;
+    // 600 stored for Bob, more than the 500 that may wait unacknowledged (XEP-0198).
+    let burst: String = (0..600)
+        .map(|n| chat("bob@localhost", &format!("w{n}"), &format!("wait {n}.")))
+        .collect();
+    send_handled(&mut alice, &burst).await;
+    assert_eq!(queued(&server, "bob").await, 600);
+
+    let mut bob = online(&server, "bob", "phone", false).await;
+    send(&mut bob, "<enable xmlns='urn:xmpp:sm:3'/><presence/>").await;
+    // 500 stanzas come (his presence reflected and 499 messages); the rest wait
+    // for his acknowledgement rather than overflow the window.
+    let mut text = expect(&mut bob, "wait 498.").await;
+    let handled = |t: &str| t.matches("<message ").count() + t.matches("<presence ").count();
+    send(
+        &mut bob,
+        &format!("<a xmlns='urn:xmpp:sm:3' h='{}'/>", handled(&text)),
+    )
+    .await;
+    text.push_str(&expect(&mut bob, "wait 599.").await);
+    for n in 0..600 {
+        assert_eq!(
+            text.matches(&format!("wait {n}.<")).count(),
+            1,
+            "message {n}"
+        );
+    }
+    assert!(!text.contains("stream:error"), "{text}");
+    assert_eq!(queued(&server, "bob").await, 0);
+    server.stop().await;
+}
