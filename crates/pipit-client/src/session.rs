@@ -304,6 +304,8 @@ impl Session {
             if n == 0 {
                 break;
             }
+            // Session tickets may still be on their way (TLS 1.3): keep them.
+            self.conn.0.handle_input_after_close(&self.buf[..n]);
         }
         Ok(())
     }

@@ -175,6 +175,18 @@ impl ClientConnection {
         self.transport.flush(&mut self.out);
     }
 
+    /// Bytes that arrive after [`close`](Self::close): the stream is over, but TLS
+    /// still reads them, so the session tickets a TLS 1.3 server sends after the
+    /// handshake (RFC 8446 §4.6.1) are kept for the next login's resumption and
+    /// 0-RTT. A client that closes right after a 0-RTT login would otherwise
+    /// leave before they came, and its next login would take a round trip more.
+    /// Whatever else arrives (the server's closing tag) is dropped.
+    pub fn handle_input_after_close(&mut self, data: &[u8]) {
+        if matches!(self.state, State::Closed) {
+            let _ = self.transport.receive(data);
+        }
+    }
+
     /// The socket reached end of file.
     pub fn handle_eof(&mut self) {
         if !matches!(self.state, State::Closed) {
