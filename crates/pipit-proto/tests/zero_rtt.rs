@@ -1,7 +1,8 @@
 //! FAST in TLS 1.3 early data (0-RTT, XEP-0484 §3.4; DESIGN.md rule 7): a returning
 //! client bound in two round trips, three when the server refuses the early data,
-//! and a replayed first flight that changes nothing. Every flight fed whole, byte
-//! by byte and split at every point.
+//! a replayed first flight that changes nothing, and a client that closes as soon
+//! as it is bound still keeping the tickets sent after the handshake. Every flight
+//! fed whole, byte by byte and split at every point.
 
 mod support;
 
@@ -199,6 +200,72 @@ fn a_returning_client_is_bound_in_two_round_trips() {
         flight_len > EARLY_FLIGHT,
         "the login rode in the first flight"
     );
+}
+
+/// A 0-RTT login that closes the stream the moment it is bound, as a short-lived
+/// client does: its Finished goes out with the closing tag, and what the server
+/// sends back (the session tickets of RFC 8446 §4.6.1, then its own close) is fed
+/// to the closed client as `feed` says. Returns whether the login rode in early
+/// data, what it learned, and the length of what came after the close.
+fn close_when_bound(
+    config: ClientConfig,
+    feed: Feed,
+    server_tls: &Arc<rustls::ServerConfig>,
+    tokens: &mut Tokens,
+) -> (bool, KnownServer, usize) {
+    let mut server = Harness::with_tls(
+        Listener::DirectTls,
+        Arc::clone(server_tls),
+        Feed::Whole,
+        next_seed(),
+    );
+    server.log.fast_tokens = std::mem::take(tokens);
+    let mut client = ClientConnection::new(config, Box::new(SeededRandom::new(3))).unwrap();
+    while !client.is_bound() {
+        let flight = client.take_output();
+        assert!(
+            !flight.is_empty() && !client.is_closed(),
+            "the login stalled"
+        );
+        client.handle_input(&server.receive(&flight));
+    }
+    client.close();
+    let after = server.receive(&client.take_output());
+    for chunk in feed.chunks(&after) {
+        client.handle_input_after_close(chunk);
+    }
+    *tokens = std::mem::take(&mut server.log.fast_tokens);
+    (
+        client.early_data_accepted(),
+        client.learned().clone(),
+        after.len(),
+    )
+}
+
+#[test]
+fn a_client_that_closes_when_bound_keeps_the_tickets_for_the_next_0rtt_login() {
+    let server_tls = Arc::new(pipit_testkit::new_server_tls());
+    let (client_tls, mut learned, mut tokens) = returning_client(&server_tls);
+    let mut after_len = 0;
+    let mut logins = 0;
+    // A chain of logins, each resuming with a ticket the previous one kept: the
+    // spare tickets of the first logins run out long before the splits do.
+    for feed in every_feed() {
+        let (early, got, len) = close_when_bound(
+            config(Mode::Fast0Rtt, Some(learned.clone()), &client_tls),
+            feed,
+            &server_tls,
+            &mut tokens,
+        );
+        assert!(early, "login {logins} ({feed:?}) rode in early data");
+        learned = got;
+        logins += 1;
+        after_len = after_len.max(len);
+        if past(feed, after_len) {
+            break;
+        }
+    }
+    assert!(logins > 8, "more logins than spare tickets: {logins}");
 }
 
 /// Whole, byte by byte, then every split point: stop once [`past`] says so.
