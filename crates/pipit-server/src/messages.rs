@@ -20,8 +20,9 @@ use crate::server::Context;
 use crate::session::OsRandom;
 
 /// Whether a message belongs in the archive and the offline queue: chat or normal
-/// with a body (XEP-0313 §5.1.1, XEP-0160 §4 leave out what has no content), unless
-/// its sender asked for it not to be stored (XEP-0334 `<no-store/>`,
+/// with a body (XEP-0313 §5.1.1; XEP-0160's business rules keep neither headlines,
+/// groupchat nor errors; XEP-0085 has chat states alone not stored), unless its
+/// sender asked for it not to be stored (XEP-0334 `<no-store/>`,
 /// `<no-permanent-store/>`).
 pub fn worth_keeping(stanza: &Element) -> bool {
     matches!(stanza.attr("type"), None | Some("normal" | "chat"))
@@ -208,7 +209,7 @@ fn archive_id() -> String {
 }
 
 /// Now, as the archive counts time.
-pub fn unix_micros() -> i64 {
+fn unix_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
