@@ -276,41 +276,29 @@ fn find_limit_steps_the_rate_up() {
 fn bad_arguments_are_usage_errors() {
     let err = pipit_err(&["bench", "logins", "--server", "nohost", "--password", "x"]);
     assert!(err.contains("HOST:PORT"), "{err}");
-    let err = pipit_err(&[
-        "bench",
-        "logins",
-        "--server",
-        "127.0.0.1:5222",
-        "--password",
-        "x",
-        "--mode",
-        "warp",
-    ]);
-    assert!(err.contains("fast-0rtt"), "{err}");
-    let err = pipit_err(&[
-        "bench",
-        "messages",
-        "--server",
-        "127.0.0.1:5222",
-        "--password",
-        "x",
-        "--users",
-        "1",
-    ]);
-    assert!(err.contains("at least 2"), "{err}");
-    let err = pipit_err(&[
-        "bench",
-        "messages",
-        "--server",
-        "127.0.0.1:5222",
-        "--password",
-        "x",
-        "--users",
-        "20",
-        "--count",
-        "10",
-    ]);
-    assert!(err.contains("--count"), "{err}");
+    // Each against a well-formed server address, with what is wrong and what the
+    // message must name.
+    for (scenario, wrong, names) in [
+        ("logins", &["--mode", "warp"][..], "fast-0rtt"),
+        ("messages", &["--users", "1"][..], "at least 2"),
+        (
+            "messages",
+            &["--users", "20", "--count", "10"][..],
+            "--count",
+        ),
+    ] {
+        let mut args = vec![
+            "bench",
+            scenario,
+            "--server",
+            "127.0.0.1:5222",
+            "--password",
+            "x",
+        ];
+        args.extend_from_slice(wrong);
+        let err = pipit_err(&args);
+        assert!(err.contains(names), "{wrong:?}: {err}");
+    }
     let err = pipit_err(&["bench", "idle", "--password", "x"]);
     assert!(err.contains("--server"), "{err}");
 }
