@@ -41,7 +41,9 @@ pub async fn handle_stanzas(ctx: &Context, from: &Jid, stanzas: Vec<Element>) {
 /// A message to an account here that is to be stored, ready for
 /// [`messages::store_and_forward`]; any other stanza comes back as it was.
 fn to_store(ctx: &Context, from: &Jid, stanza: Element) -> Result<Pending, Element> {
-    if stanza.name() != "message" {
+    // What is to be stored does not depend on the wrappers stripped below, so
+    // anything else leaves at once, untouched, for `handle_stanza`.
+    if stanza.name() != "message" || !messages::worth_keeping(&stanza) {
         return Err(stanza);
     }
     // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
@@ -57,9 +59,6 @@ fn to_store(ctx: &Context, from: &Jid, stanza: Element) -> Result<Pending, Eleme
         carbons::strip_forged(stanza),
         &[bare.clone(), from.to_bare()],
     );
-    if !messages::worth_keeping(&clean) {
-        return Err(clean);
-    }
     Ok(Pending {
         to,
         bare,
